@@ -1,0 +1,276 @@
+"""The bridge to ``scipy.optimize.minimize``: dicts of tensors in, a dict (or result) out."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.optimize as so
+
+from dict_minimize._bounds import flat_bounds
+from dict_minimize._constraints import build_constraints
+from dict_minimize._errors import (
+    DictMinimizeWarning,
+    InvalidBoundsError,
+    InvalidOptionError,
+    InvalidParamsError,
+    OptimizationInterrupted,
+)
+from dict_minimize._methods import BOUNDED_METHODS, MethodInfo, check_options, method_info
+from dict_minimize._objective import Objective, check_x0_finite
+from dict_minimize._progress import Progress
+from dict_minimize._result import (
+    STATUS_INTERRUPTED,
+    STATUS_OBJECTIVE_RAISED,
+    MinimizeResult,
+)
+from dict_minimize._tree import TreeSpec, format_path, tree_spec
+from dict_minimize.backends._protocol import Backend
+
+# Methods that take jac="2-point" (scipy's finite differences with a relative step).
+_FD_GRADIENT = ("trust-constr", "bfgs", "cg", "l-bfgs-b", "tnc", "slsqp")
+
+
+def prepare(backend: Backend[Any], x0_dict: Any) -> tuple[TreeSpec, list[Any], Any]:
+    """Spec, leaves and common device of x0; clear errors for anything unusable."""
+    spec, leaves = tree_spec(x0_dict, backend.describe, backend.is_leaf)
+    device = spec.leaves[0].device
+    for leaf in spec.leaves[1:]:
+        if leaf.device != device:
+            raise InvalidParamsError(
+                f"{format_path(leaf.path)} is on {leaf.device} but "
+                f"{format_path(spec.leaves[0].path)} is on {device}; put all tensors on one device"
+            )
+    return spec, leaves, device
+
+
+def _check_call(
+    backend: Backend[Any],
+    info: MethodInfo,
+    fun: Any,
+    jac: Any,
+    hessp: Any,
+    callback: Any,
+) -> None:
+    if not callable(fun):
+        raise InvalidOptionError(f"fun must be callable, got {type(fun).__name__}")
+    if not isinstance(jac, bool):
+        raise InvalidOptionError(
+            f"jac must be True (fun returns (loss, grad_dict)) or False (fun returns the loss "
+            f"and {backend.name} differentiates it), got {jac!r}"
+        )
+    if hessp is not None and not callable(hessp):
+        raise InvalidOptionError("hessp must be callable: hessp(params, p_dict, *args) -> dict")
+    if callback is not None and not callable(callback):
+        raise InvalidOptionError("callback must be callable: callback(params_dict)")
+    if hessp is not None and info.second_order == "none":
+        raise InvalidOptionError(
+            f"method {info.name!r} does not use Hessian information; drop hessp or choose "
+            f"Newton-CG, trust-ncg, trust-krylov, trust-constr, dogleg or trust-exact"
+        )
+    has_second = hessp is not None or (not jac and backend.has_autodiff)
+    if info.second_order_required and not has_second:
+        need = "the Hessian" if info.second_order == "hess" else "Hessian-vector products"
+        how = (
+            "pass jac=False so they come from autodiff, or hessp=..."
+            if backend.has_autodiff
+            else "numpy_api has no autodiff: pass hessp(params, p_dict, *args) -> dict "
+            "(with jac=True)"
+        )
+        raise InvalidOptionError(f"method {info.name!r} needs {need}: {how}")
+    if info.gradient and not jac and not backend.has_autodiff:
+        if info.name.lower() not in _FD_GRADIENT:
+            raise InvalidOptionError(
+                f"method {info.name!r} needs an exact gradient and numpy_api has no autodiff: "
+                f"pass jac=True with fun returning (loss, grad_dict)"
+            )
+
+
+def _clip_into(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    outside = (x0 < lb) | (x0 > ub)
+    if not outside.any():
+        return x0
+    from dict_minimize._bounds import leaf_at
+
+    warnings.warn(
+        f"x0 lies outside its bounds at {int(outside.sum())} element(s), first at "
+        f"{leaf_at(spec, int(np.flatnonzero(outside)[0]))}; starting from the clipped point",
+        DictMinimizeWarning,
+        stacklevel=4,
+    )
+    return np.clip(x0, lb, ub)
+
+
+def minimize(
+    backend: Backend[Any],
+    fun: Callable[..., Any],
+    x0_dict: Mapping[Any, Any],
+    *,
+    lb_dict: Mapping[Any, Any] | None = None,
+    ub_dict: Mapping[Any, Any] | None = None,
+    args: Sequence[Any] = (),
+    method: str = "L-BFGS-B",
+    tol: float | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    jac: bool = True,
+    hessp: Callable[..., Any] | None = None,
+    constraints: Any = (),
+    full_output: bool = False,
+) -> Any:
+    """Implementation behind every ``*_api.minimize``; see the docstring there."""
+    info = method_info(method)
+    _check_call(backend, info, fun, jac, hessp, callback)
+    if options is not None and not isinstance(options, Mapping):
+        raise InvalidOptionError(f"options must be a dict, got {type(options).__name__}")
+    options = dict(options or {})
+    check_options(info, options)
+    progress_opt = options.pop("progress", False)
+    if tol is not None and not (isinstance(tol, int | float) and tol > 0):
+        raise InvalidOptionError(f"tol must be a positive number, got {tol!r}")
+    args = args if isinstance(args, tuple) else tuple(args) if isinstance(args, list) else (args,)
+
+    spec, leaves, device = prepare(backend, x0_dict)
+    obj = Objective(backend, spec, fun, args, jac, hessp, device)
+    x0 = np.asarray(backend.to_numpy(backend.ravel(leaves, spec, obj.dtype)), dtype=np.float64)
+    check_x0_finite(spec, x0)
+
+    bounds = None
+    flat = flat_bounds(spec, lb_dict, ub_dict, backend.to_numpy, backend.is_leaf)
+    if flat is not None:
+        lb, ub = flat
+        if np.isfinite(lb).any() or np.isfinite(ub).any():
+            if not info.bounds:
+                raise InvalidBoundsError(
+                    f"method {info.name!r} cannot handle bounds; use one of "
+                    f"{', '.join(BOUNDED_METHODS)} (or trust-constr for a bounded Newton method)"
+                )
+            x0 = _clip_into(spec, x0, lb, ub)
+            bounds = so.Bounds(lb, ub)
+
+    scipy_constraints = build_constraints(constraints, info, obj)
+
+    kwargs: dict[str, Any] = {}
+    if info.gradient:
+        if jac or backend.has_autodiff:
+            fun_flat: Callable[..., Any] = obj.value_and_grad
+            kwargs["jac"] = True
+        else:
+            fun_flat, kwargs["jac"] = obj.value, "2-point"
+        if obj.has_hessp:
+            if info.second_order == "hessp":
+                kwargs["hessp"] = obj.hessp
+            elif info.second_order == "hess":
+                kwargs["hess"] = obj.hess
+        elif info.name == "Newton-CG":
+            warnings.warn(
+                "Newton-CG without Hessian-vector products: scipy approximates them by finite "
+                "differences of the gradient; pass jac=False (autodiff) or hessp= for exact ones",
+                DictMinimizeWarning,
+                stacklevel=3,
+            )
+    else:
+        fun_flat = obj.value
+
+    bar = Progress(bool(progress_opt), options.get("maxiter"), info.name)
+    nit = 0
+
+    def scipy_callback(xk: np.ndarray, *_: Any) -> None:
+        nonlocal nit
+        nit += 1
+        bar.update(obj.best_fun)
+        if callback is not None:
+            callback(obj.tree(np.asarray(xk)))
+
+    def partial(status: int, message: str) -> MinimizeResult:
+        x = obj.best_x(x0)
+        return _result(obj, info, x, obj.best_fun, None, nit, status, False, message, None)
+
+    try:
+        with warnings.catch_warnings():
+            # scipy warns "delta_grad == 0.0" etc. on exactly-quadratic problems; not actionable.
+            warnings.filterwarnings("ignore", message="delta_grad == 0.0", category=UserWarning)
+            res = so.minimize(
+                fun_flat,
+                x0,
+                method=info.name,
+                bounds=bounds,
+                constraints=scipy_constraints,
+                tol=tol,
+                callback=scipy_callback if (callback is not None or bar.bar is not None) else None,
+                options=options,
+                **kwargs,
+            )
+    except KeyboardInterrupt:
+        raise OptimizationInterrupted(
+            partial(STATUS_INTERRUPTED, "interrupted by KeyboardInterrupt; x is the best point")
+        ) from None
+    except Exception as exc:
+        if obj.nfev > 0:
+            best = partial(STATUS_OBJECTIVE_RAISED, f"the objective raised {exc!r}")
+            if not hasattr(exc, "result"):
+                try:
+                    exc.result = best  # type: ignore[attr-defined]
+                    exc.add_note(
+                        "dict_minimize: the best point found before this error is in the "
+                        "exception's .result attribute"
+                    )
+                except AttributeError:  # exceptions with __slots__
+                    pass
+        raise
+    finally:
+        bar.close()
+
+    x = np.asarray(res.x, dtype=np.float64)
+    fun_value = float(res.fun) if np.ndim(res.fun) == 0 else math.nan
+    success, status, message = bool(res.success), int(res.status), str(res.message)
+    if not math.isfinite(fun_value) or not np.isfinite(x).all():
+        # Never hand back a NaN point as if it were an answer.
+        x, fun_value = obj.best_x(x0), obj.best_fun
+        success = False
+        message = f"{message} (the final point was not finite; x is the best finite point seen)"
+    grad = getattr(res, "jac", None) if info.gradient else None
+    grad_tree = None
+    if grad is not None and np.shape(grad) == (spec.size,) and np.array_equal(x, res.x):
+        grad_tree = obj.tree(np.asarray(grad, dtype=np.float64))
+    result = _result(
+        obj, info, x, fun_value, grad_tree, int(getattr(res, "nit", nit)), status, success,
+        message, res,
+    )
+    if full_output:
+        return result
+    return result.x
+
+
+def _result(
+    obj: Objective,
+    info: MethodInfo,
+    x: np.ndarray,
+    fun: float,
+    jac: Any,
+    nit: int,
+    status: int,
+    success: bool,
+    message: str,
+    scipy_result: Any,
+) -> MinimizeResult:
+    fields: dict[str, Any] = {
+        "x": obj.tree(x),
+        "fun": fun,
+        "jac": jac,
+        "nit": nit,
+        "nfev": obj.nfev,
+        "njev": obj.njev,
+        "success": success,
+        "status": status,
+        "message": message,
+        "best_fun": obj.best_fun,
+        "method": info.name,
+        "scipy_result": scipy_result,
+    }
+    if info.second_order != "none":
+        fields["nhev"] = obj.nhev
+    return MinimizeResult(fields)

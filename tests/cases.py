@@ -1,0 +1,97 @@
+"""One description per backend, so each test is written once and runs on every framework.
+
+A :class:`Case` wraps the backend adapter (used here only to make and read tensors) and the
+array namespace ``xp`` in which objectives are written generically (``xp.sum``, ``xp.exp``).
+TensorFlow and JAX add their case to ``FACTORIES``; tests never branch on the framework
+except through these fields.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from dict_minimize.backends._protocol import Backend
+
+
+@dataclass
+class Case:
+    """A backend under test."""
+
+    name: str
+    api: ModuleType
+    backend: Backend[Any]
+    xp: Any  # array namespace with numpy-style functions (exp, sin, sum, ...)
+    dtypes: dict[str, Any]
+    device: Any = "cpu"
+
+    @property
+    def autodiff(self) -> bool:
+        return self.backend.has_autodiff
+
+    def tensor(self, value: Any, dtype: str = "float64") -> Any:
+        """A tensor of this framework holding ``value`` in ``dtype``."""
+        array = np.asarray(value, dtype=np.float64)
+        return self.backend.from_numpy(array, self.device, self.dtypes[dtype])
+
+    def numpy(self, tensor: Any) -> np.ndarray:
+        """A float64 NumPy copy of a tensor."""
+        return np.asarray(self.backend.to_numpy(tensor), dtype=np.float64)
+
+    def flat(self, params: Any) -> Any:
+        """A flat dict's tensors, in key order, as one float64 1-D tensor."""
+        b, f64 = self.backend, self.dtypes["float64"]
+        return b.concat([b.cast(b.reshape(v, (-1,)), f64) for v in params.values()])
+
+    def split(self, vec: Any, like: Any) -> dict[Any, Any]:
+        """Split a flat tensor into a dict shaped and typed like ``like``."""
+        b, out, offset = self.backend, {}, 0
+        for key, value in like.items():
+            shape, dtype, _ = b.leaf_meta(value)
+            size = int(np.prod(shape))
+            out[key] = b.cast(b.reshape(b.slice(vec, offset, offset + size), shape), dtype)
+            offset += size
+        return out
+
+
+def _numpy_case() -> Case:
+    from dict_minimize.backends.numpy import NumpyBackend
+
+    return Case(
+        name="numpy",
+        api=importlib.import_module("dict_minimize.numpy_api"),
+        backend=NumpyBackend(),
+        xp=np,
+        dtypes={"float16": np.float16, "float32": np.float32, "float64": np.float64},
+    )
+
+
+def _torch_case() -> Case:
+    import torch
+
+    from dict_minimize.backends.torch import TorchBackend
+
+    return Case(
+        name="torch",
+        api=importlib.import_module("dict_minimize.torch_api"),
+        backend=TorchBackend(),
+        xp=torch,
+        dtypes={
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "float32": torch.float32,
+            "float64": torch.float64,
+        },
+    )
+
+
+#: backend name -> (framework module that must be importable, factory)
+FACTORIES: dict[str, tuple[str, Callable[[], Case]]] = {
+    "numpy": ("numpy", _numpy_case),
+    "torch": ("torch", _torch_case),
+}
