@@ -49,7 +49,8 @@ class _DictConstraint:
         return backend.cast(backend.reshape(out, (size,)), self.obj.dtype)
 
     def _evaluate(self, x: np.ndarray, with_jac: bool) -> None:
-        if self._x is not None and np.array_equal(x, self._x) and (self._jac is not None or not with_jac):
+        fresh = self._x is not None and np.array_equal(x, self._x)
+        if fresh and (self._jac is not None or not with_jac):
             return
         backend, flat = self.obj.backend, self.obj.to_device(x)
         if with_jac and self._jac_fn is not None:
@@ -73,9 +74,7 @@ def build_constraints(constraints: Any, info: MethodInfo, obj: Objective) -> lis
     """Translate ``constraints=`` for scipy; a clear error for anything malformed."""
     if constraints is None:
         return []
-    if isinstance(constraints, Mapping) or isinstance(
-        constraints, so.LinearConstraint | so.NonlinearConstraint
-    ):
+    if isinstance(constraints, Mapping | so.LinearConstraint | so.NonlinearConstraint):
         constraints = [constraints]
     constraints = list(constraints)
     if constraints and not info.constraints:
@@ -100,7 +99,9 @@ def build_constraints(constraints: Any, info: MethodInfo, obj: Objective) -> lis
             )
         kind = con.get("type")
         if kind not in ("eq", "ineq"):
-            raise InvalidOptionError(f"constraints[{i}]['type'] must be 'eq' or 'ineq', got {kind!r}")
+            raise InvalidOptionError(
+                f"constraints[{i}]['type'] must be 'eq' or 'ineq', got {kind!r}"
+            )
         if not callable(con.get("fun")):
             raise InvalidOptionError(f"constraints[{i}]['fun'] must be callable")
         c_args = con.get("args", obj.args)

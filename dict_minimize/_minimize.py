@@ -81,12 +81,16 @@ def _check_call(
             "(with jac=True)"
         )
         raise InvalidOptionError(f"method {info.name!r} needs {need}: {how}")
-    if info.gradient and not jac and not backend.has_autodiff:
-        if info.name.lower() not in _FD_GRADIENT:
-            raise InvalidOptionError(
-                f"method {info.name!r} needs an exact gradient and numpy_api has no autodiff: "
-                f"pass jac=True with fun returning (loss, grad_dict)"
-            )
+    if (
+        info.gradient
+        and not jac
+        and not backend.has_autodiff
+        and info.name.lower() not in _FD_GRADIENT
+    ):
+        raise InvalidOptionError(
+            f"method {info.name!r} needs an exact gradient and numpy_api has no autodiff: "
+            f"pass jac=True with fun returning (loss, grad_dict)"
+        )
 
 
 def _clip_into(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
@@ -101,7 +105,8 @@ def _clip_into(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -
         DictMinimizeWarning,
         stacklevel=4,
     )
-    return np.clip(x0, lb, ub)
+    clipped: np.ndarray = np.clip(x0, lb, ub)
+    return clipped
 
 
 def minimize(
@@ -237,8 +242,16 @@ def minimize(
     if grad is not None and np.shape(grad) == (spec.size,) and np.array_equal(x, res.x):
         grad_tree = obj.tree(np.asarray(grad, dtype=np.float64))
     result = _result(
-        obj, info, x, fun_value, grad_tree, int(getattr(res, "nit", nit)), status, success,
-        message, res,
+        obj,
+        info,
+        x,
+        fun_value,
+        grad_tree,
+        int(getattr(res, "nit", nit)),
+        status,
+        success,
+        message,
+        res,
     )
     if full_output:
         return result

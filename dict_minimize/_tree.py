@@ -42,12 +42,13 @@ def _rebuild(cls: type, items: list[tuple[Any, Any]]) -> Mapping[Any, Any]:
     if cls is dict or cls is OrderedDict:
         return cls(items)
     try:  # other mappings (FrozenDict, defaultdict subclasses...) mostly accept pairs or a dict
-        return cls(items)  # type: ignore[call-arg]
+        built: Mapping[Any, Any] = cls(items)
     except TypeError:
         try:
-            return cls(dict(items))  # type: ignore[call-arg]
+            built = cls(dict(items))
         except TypeError:
-            return dict(items)
+            built = dict(items)
+    return built
 
 
 @dataclass(frozen=True)

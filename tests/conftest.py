@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cases import FACTORIES, Case  # noqa: E402
+from cases import FACTORIES, Case
 
 _CACHE: dict[str, Case] = {}
 

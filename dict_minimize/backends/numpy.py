@@ -23,7 +23,7 @@ class NumpyBackend(Backend[np.ndarray]):
         return np.shape(value), np.asarray(value).dtype, "cpu"
 
     def dtype_name(self, dtype: Any) -> str:
-        return np.dtype(dtype).name
+        return str(np.dtype(dtype).name)
 
     def flat_dtype(self, device: Any) -> Any:
         return np.float64

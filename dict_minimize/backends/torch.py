@@ -36,7 +36,8 @@ class TorchBackend(Backend[torch.Tensor]):
         tensor = tensor.detach()
         if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16
             tensor = tensor.float()
-        return tensor.cpu().numpy()
+        host: np.ndarray = tensor.cpu().numpy()
+        return host
 
     def reshape(self, tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return tensor.reshape(shape)
