@@ -380,9 +380,7 @@ class NistProblem:
 # Parser
 # ---------------------------------------------------------------------------
 
-_RANGE_RE = re.compile(
-    r"(Starting Values|Certified Values|Data)\s+\(lines\s+(\d+)\s+to\s+(\d+)\)"
-)
+_RANGE_RE = re.compile(r"(Starting Values|Certified Values|Data)\s+\(lines\s+(\d+)\s+to\s+(\d+)\)")
 _PARAM_RE = re.compile(r"^\s*(b\d+)\s*=\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
 _DIFFICULTY_RE = re.compile(r"\b(Lower|Average|Higher) Level of Difficulty")
 
@@ -491,12 +489,8 @@ def parse_dat(text: str) -> NistProblem:
 
     # Model formula: the lines between "N Parameters" and the table heading.
     model_at = next(i for i, line in enumerate(lines) if line.startswith("Model:"))
-    table_at = next(
-        i for i, line in enumerate(lines) if "Starting" in line and "Certified" in line
-    )
-    formula = "\n".join(
-        ln.strip() for ln in lines[model_at + 2 : table_at] if ln.strip()
-    )
+    table_at = next(i for i, line in enumerate(lines) if "Starting" in line and "Certified" in line)
+    formula = "\n".join(ln.strip() for ln in lines[model_at + 2 : table_at] if ln.strip())
 
     return NistProblem(
         name=name,

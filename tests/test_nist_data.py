@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 from nist_strd import DATA_DIR, PROBLEM_NAMES, NistProblem, load, load_all
 
 # (parameters, observations, predictors, difficulty), typed from each file's
@@ -113,9 +114,7 @@ def _gauss_newton_step(prob: NistProblem, b: dict[str, float]) -> dict[str, floa
     v = np.array([b[k] for k in keys])
 
     def res(u: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            prob.residual(dict(zip(keys, u, strict=True)), prob.x, prob.y, np)
-        )
+        return np.asarray(prob.residual(dict(zip(keys, u, strict=True)), prob.x, prob.y, np))
 
     cols = []
     for i in range(len(v)):
