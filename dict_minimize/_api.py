@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dict_minimize import _minimize
+from dict_minimize import _least_squares, _minimize
+from dict_minimize._result import LeastSquaresResult
 from dict_minimize.backends._protocol import Backend
 
 _MINIMIZE_DOC = """Minimize a scalar function of a dict of {framework} tensors with scipy.optimize.
@@ -120,3 +121,154 @@ def bind_minimize(
     )
     minimize.__qualname__ = "minimize"
     return minimize
+
+
+_LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {framework} tensors.
+
+    Minimizes ``0.5 · Σ ρ(rᵢ²)`` over the parameters, where ``r = residual_fn(params, *args)``
+    (any shape, flattened), like ``scipy.optimize.least_squares``. The in-framework methods
+    stay on x0's device: the Jacobian comes from {jacobian}; the damped normal equations
+    ``(JᵀWJ + μD) δ = -JᵀWr`` are solved with the framework's Cholesky (an eigendecomposition
+    when that fails), and a few scalars reach the host per iteration.
+
+    Parameters
+    ----------
+    residual_fn : callable
+        ``residual_fn(params, *args)`` returning a tensor of residuals, where ``params`` is a
+        dict like ``x0_dict`` (same nesting, dtypes and device).
+    x0_dict : Mapping
+        Initial point: an ``OrderedDict`` (or dict, possibly nested) of floating-point
+        tensors. It is never modified.
+    args : tuple
+        Extra arguments of ``residual_fn``; some may hold samples (see ``options``).
+    lb_dict, ub_dict : Mapping, optional
+        Bounds for some or all keys, as for ``minimize`` (a number, a tensor of the key's
+        shape, or ``±inf``). Methods ``"trf"``, ``"scipy-trf"`` and ``"scipy-dogbox"``.
+    method : str
+        * ``"lm"`` (default): Levenberg-Marquardt in the framework, no bounds.
+        * ``"trf"``: the same loop in Coleman-Li scaled variables with reflective steps,
+          staying strictly inside the bounds (after scipy's trust-region reflective).
+        * ``"scipy-trf"``, ``"scipy-dogbox"``, ``"scipy-lm"`` (MINPACK): scipy's host solvers
+          on the flat float64 vector, with the Jacobian from {jacobian_short}.
+    loss : str
+        ``"linear"``, ``"soft_l1"``, ``"huber"``, ``"cauchy"`` or ``"arctan"``, exactly as
+        scipy defines them (``"scipy-lm"``: linear only).
+    f_scale : float
+        Soft margin between inlier and outlier residuals: ``ρ`` is applied to ``(r/f_scale)²``.
+    ftol, xtol, gtol : float
+        scipy's stopping rules: ``ftol`` on the relative decrease of the cost (with the model
+        trusted, ratio > 0.25), ``xtol`` on the step relative to x (both in scaled variables
+        under ``x_scale``), ``gtol`` on the gradient (``"lm"``: MINPACK's cosine between
+        residuals and Jacobian columns; ``"trf"``: ``‖v·g‖∞`` as scipy's trf).
+    max_nfev : int, optional
+        Residual evaluations at most (default ``100 · n``).
+    callback : callable, optional
+        Called after each iteration with the params dict, or with a
+        :class:`~dict_minimize.LeastSquaresResult` of ``x``, ``cost``, ``nit``,
+        ``optimality``, ``nfev``, ``damping`` when its parameter is named
+        ``intermediate_result`` (scipy's convention). Returning True or raising
+        ``StopIteration`` stops the run (status -2).
+    options : dict, optional
+        ``in_axes``
+            Per argument, the axis along which it holds independent samples (None: shared),
+            like ``vmap``'s ``in_axes``; or ``batched_args``: the indices of arguments batched
+            along axis 0. Then residual_fn must return the residuals of each sample along
+            axis 0, sample i's depending only on sample i, and the Jacobian is built per
+            sample by vectorized reverse mode, calling residual_fn on batches of one sample
+            (so it must be vmap-compatible); ``JᵀJ`` is accumulated over row chunks and the
+            whole J never exists. Without it, J comes from forward mode when residuals
+            outnumber parameters, else reverse mode.
+        ``chunk_size``
+            Samples per Jacobian chunk (default: at most 2**25 Jacobian elements at a time).
+        ``x_scale``
+            ``"jac"`` (default): Marquardt's ``D = diag(JᵀJ)``, as a running maximum; a
+            number or a dict like x0 of characteristic scales (``1.0`` is Levenberg's
+            ``D = I``, as MATLAB trainlm).
+        ``damping``
+            ``"nielsen"`` (default; ``mu`` = 1e-3 is relative to max diag(JᵀJ/D),
+            ``accept_ratio`` = 1e-4) or ``"marquardt"`` (trainlm: ``mu`` = 1e-3 absolute,
+            ``mu_dec`` = 0.1, ``mu_inc`` = 10, ``mu_max`` = 1e10).
+        ``max_retries`` (20), ``eigh_after`` (2)
+            Rejected trials allowed per Jacobian; after ``eigh_after`` of them the scaled
+            ``JᵀJ`` is decomposed once so that further trials cost no factorization
+            (None: never).
+        ``linear_solver``
+            ``"auto"`` (default: ``"cg"`` above 10,000 parameters), ``"cholesky"`` or ``"cg"``
+            (matrix-free conjugate gradients with Jacobian-vector products; ``cg_tol`` 1e-2,
+            ``cg_maxiter`` 100). {matrix_free}
+        ``max_iter``
+            Iterations (Jacobians) at most; ``progress``: a tqdm bar with the cost.
+        The ``"scipy-*"`` methods take ``in_axes``/``batched_args``, ``chunk_size``,
+        ``x_scale``, ``tr_solver``, ``tr_options`` and ``verbose``.
+
+    Returns
+    -------
+    LeastSquaresResult
+        ``x`` (dict in x0's layout), ``cost``, ``fun`` (residuals, a flat tensor), ``grad``
+        (dict), ``optimality``, ``active_mask``, ``nfev``, ``njev``, ``nit``, ``status``,
+        ``message``, ``success``, ``history`` (cost and damping per iteration).
+
+    Raises
+    ------
+    dict_minimize.DictMinimizeError
+        Subclasses of ``ValueError``/``TypeError`` naming the offending key, shape or option;
+        ``ObjectiveError`` when the residuals are not finite at x0.
+    dict_minimize.OptimizationInterrupted
+        On Ctrl-C, with the best point so far in ``.result``. An exception raised by
+        ``residual_fn`` propagates with the best result so far in ``.result``.
+
+    Examples
+    --------
+{example}
+    """
+
+
+def bind_least_squares(
+    backend: Backend[Any], *, jacobian: str, jacobian_short: str, matrix_free: str, example: str
+) -> Callable[..., Any]:
+    """Build the public ``least_squares`` of one framework."""
+
+    def least_squares(
+        residual_fn: Callable[..., Any],
+        x0_dict: Mapping[Any, Any],
+        *,
+        args: Sequence[Any] = (),
+        lb_dict: Mapping[Any, Any] | None = None,
+        ub_dict: Mapping[Any, Any] | None = None,
+        method: str = "lm",
+        loss: str = "linear",
+        f_scale: float = 1.0,
+        ftol: float = 1e-8,
+        xtol: float = 1e-8,
+        gtol: float = 1e-8,
+        max_nfev: int | None = None,
+        callback: Callable[[Any], Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> LeastSquaresResult:
+        return _least_squares.least_squares(
+            backend,
+            residual_fn,
+            x0_dict,
+            args=args,
+            lb_dict=lb_dict,
+            ub_dict=ub_dict,
+            method=method,
+            loss=loss,
+            f_scale=f_scale,
+            ftol=ftol,
+            xtol=xtol,
+            gtol=gtol,
+            max_nfev=max_nfev,
+            callback=callback,
+            options=options,
+        )
+
+    least_squares.__doc__ = _LEAST_SQUARES_DOC.format(
+        framework=backend.name,
+        jacobian=jacobian,
+        jacobian_short=jacobian_short,
+        matrix_free=matrix_free,
+        example=example,
+    )
+    least_squares.__qualname__ = "least_squares"
+    return least_squares

@@ -6,6 +6,7 @@ scipy bridge hands over, and the method table in the README.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Literal
@@ -93,6 +94,7 @@ def method_info(method: object) -> MethodInfo:
 OWN_OPTIONS = frozenset({"progress"})
 
 
+@functools.cache  # inspect.signature is slow; scipy's signatures do not change
 def _scipy_option_names(info: MethodInfo) -> frozenset[str] | None:
     """The option names scipy's implementation of the method accepts, or None if unknown."""
     from scipy.optimize import _minimize as scipy_minimize_module

@@ -205,7 +205,8 @@ def minimize(
                 bounds=bounds,
                 constraints=scipy_constraints,
                 tol=tol,
-                callback=scipy_callback if (callback is not None or bar.bar is not None) else None,
+                # Always counted: COBYLA reports no nit, and neither does an interrupted run.
+                callback=scipy_callback,
                 options=options,
                 **kwargs,
             )
@@ -237,7 +238,9 @@ def minimize(
         x, fun_value = obj.best_x(x0), obj.best_fun
         success = False
         message = f"{message} (the final point was not finite; x is the best finite point seen)"
-    grad = getattr(res, "jac", None) if info.gradient else None
+    # trust-constr keeps the objective's gradient in ``grad`` (its ``jac`` is the constraints').
+    grad_field = "grad" if info.name == "trust-constr" else "jac"
+    grad = getattr(res, grad_field, None) if info.gradient else None
     grad_tree = None
     if grad is not None and np.shape(grad) == (spec.size,) and np.array_equal(x, res.x):
         grad_tree = obj.tree(np.asarray(grad, dtype=np.float64))

@@ -103,6 +103,8 @@ class Objective:
     # -- the loss ---------------------------------------------------------------------------
     def _check_scalar(self, value: Any) -> Any:
         """A framework scalar tensor, or a float for a plain Python/NumPy number."""
+        if type(value) is float:  # the common NumPy case, first (per-evaluation path)
+            return value
         backend = self.backend
         if backend.is_leaf(value):
             shape = tuple(backend.leaf_meta(value)[0])
@@ -162,7 +164,8 @@ class Objective:
         out = self.fun(self.spec.unflatten(leaves), *self.args)
         if not self.jac:
             return self._check_scalar(out), None
-        if not isinstance(out, Sequence) or isinstance(out, str) or len(out) != 2:
+        pair = type(out) is tuple or (isinstance(out, Sequence) and not isinstance(out, str))
+        if not pair or len(out) != 2:
             raise ObjectiveError(
                 f"with jac=True (the default) the objective must return (loss, grad_dict), "
                 f"got {type(out).__name__}; pass jac=False if it returns only the loss"

@@ -45,3 +45,44 @@ class MinimizeResult(OptimizeResult):  # type: ignore[misc]
             return self[name]
         except KeyError as exc:
             raise AttributeError(name) from exc
+
+
+class LeastSquaresResult(MinimizeResult):
+    """The outcome of :func:`least_squares`, with ``scipy.optimize.least_squares``'s fields.
+
+    Attributes
+    ----------
+    x : OrderedDict
+        The solution, with x0's keys, nesting, shapes, dtypes and device.
+    cost : float
+        ``0.5 · Σ ρ(r²)`` at ``x`` (half the sum of squares for the linear loss).
+    fun : tensor
+        The residuals at ``x``, flattened (a 1-D tensor of the framework, on x0's device).
+    grad : OrderedDict
+        Gradient of the cost at ``x``, a dict like ``x``.
+    optimality : float
+        First-order optimality: ``‖grad‖∞``, or with bounds scipy's ``‖v·grad‖∞`` (Coleman-Li
+        scaling).
+    active_mask : OrderedDict or None
+        With bounds, a dict like ``x`` of ints: -1 at a lower bound, 1 at an upper, else 0.
+    nfev, njev : int
+        Residual evaluations (trial points) and Jacobian evaluations.
+    nit : int
+        Accepted iterations.
+    status : int
+        ``0`` max_nfev (or ``options["max_iter"]``) reached, ``1`` gtol, ``2`` ftol, ``3`` xtol,
+        ``4`` ftol and xtol, ``-2`` stopped by the callback (or Ctrl-C, see
+        :class:`~dict_minimize.OptimizationInterrupted`), ``-3`` residual_fn raised, ``-4`` the
+        damping reached its limit without reducing the cost.
+    success : bool
+        ``status > 0``.
+    message : str
+        Description of the cause of termination.
+    history : dict of list
+        Per iteration (the start included): ``"cost"``, ``"damping"`` (μ) and ``"nfev"``.
+        Empty for the scipy-delegating methods.
+    method : str
+        The method that ran.
+    scipy_result : OptimizeResult or None
+        scipy's own result for the ``"scipy-*"`` methods.
+    """

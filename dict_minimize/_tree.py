@@ -8,6 +8,7 @@ offending key named, and rebuilding a dict costs one pass over the leaves.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,7 +71,7 @@ class TreeSpec:
     size: int
     flat: bool
 
-    @property
+    @functools.cached_property  # read on every evaluation (unflatten)
     def keys(self) -> tuple[Any, ...]:
         """Top-level keys in order."""
         return tuple(key for key, _ in self.root[1])

@@ -4,7 +4,7 @@ NumPy has no autodiff: with ``jac=False`` the gradient comes from scipy's finite
 (``"2-point"``), and second-order methods need ``hessp``.
 """
 
-from dict_minimize._api import bind_minimize
+from dict_minimize._api import bind_least_squares, bind_minimize
 from dict_minimize.backends.numpy import NumpyBackend
 
 minimize = bind_minimize(
@@ -26,4 +26,20 @@ minimize = bind_minimize(
     ([1.0, 2.0, 3.0], 0.0)""",
 )
 
-__all__ = ["minimize"]
+least_squares = bind_least_squares(
+    NumpyBackend(),
+    jacobian="central differences (2n residual evaluations; NumPy has no autodiff)",
+    jacobian_short="central differences",
+    matrix_free="Not available here: it needs autodiff.",
+    example="""    >>> import numpy as np
+    >>> from dict_minimize.numpy_api import least_squares
+    >>> t = np.linspace(0.0, 3.0, 20)
+    >>> y = 2.0 * np.exp(-1.5 * t)
+    >>> def residual_fn(p, t, y):
+    ...     return p["a"] * np.exp(-p["k"] * t) - y
+    >>> res = least_squares(residual_fn, {"a": np.ones(()), "k": np.ones(())}, args=(t, y))
+    >>> res.success, round(float(res.x["a"]), 6), round(float(res.x["k"]), 6)
+    (True, 2.0, 1.5)""",
+)
+
+__all__ = ["least_squares", "minimize"]

@@ -1,7 +1,8 @@
 """Entry points for PyTorch tensors, on any device and in any floating dtype."""
 
-from dict_minimize._api import bind_minimize
+from dict_minimize._api import bind_least_squares, bind_minimize
 from dict_minimize.backends.torch import TorchBackend
+from dict_minimize.training.torch import fit
 
 minimize = bind_minimize(
     TorchBackend(),
@@ -19,4 +20,22 @@ minimize = bind_minimize(
     (True, torch.float32, [1.0, 2.0, 3.0])""",
 )
 
-__all__ = ["minimize"]
+least_squares = bind_least_squares(
+    TorchBackend(),
+    jacobian="torch.func: per sample by ``vmap(jacrev)`` when batched args are declared, "
+    "else ``jacfwd``/``jacrev``",
+    jacobian_short="torch.func",
+    matrix_free="Products come from ``torch.func.jvp``/``vjp``.",
+    example="""    >>> import torch
+    >>> from dict_minimize.torch_api import least_squares
+    >>> t = torch.linspace(0.0, 3.0, 20, dtype=torch.float64)
+    >>> y = 2.0 * torch.exp(-1.5 * t)
+    >>> def residual_fn(p, t, y):
+    ...     return p["a"] * torch.exp(-p["k"] * t) - y
+    >>> x0 = {"a": torch.ones((), dtype=torch.float64), "k": torch.ones((), dtype=torch.float64)}
+    >>> res = least_squares(residual_fn, x0, args=(t, y), options={"batched_args": (0, 1)})
+    >>> res.success, round(res.x["a"].item(), 6), round(res.x["k"].item(), 6)
+    (True, 2.0, 1.5)""",
+)
+
+__all__ = ["fit", "least_squares", "minimize"]

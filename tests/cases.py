@@ -90,8 +90,56 @@ def _torch_case() -> Case:
     )
 
 
+def _tensorflow_case() -> Case:
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+
+    from dict_minimize.backends.tensorflow import TensorflowBackend
+
+    return Case(
+        name="tensorflow",
+        api=importlib.import_module("dict_minimize.tensorflow_api"),
+        backend=TensorflowBackend(),
+        xp=tnp,
+        dtypes={
+            "float16": tf.float16,
+            "bfloat16": tf.bfloat16,
+            "float32": tf.float32,
+            "float64": tf.float64,
+        },
+        device="/job:localhost/replica:0/task:0/device:CPU:0",
+    )
+
+
+def _jax_case() -> Case:
+    import jax
+    import jax.numpy as jnp
+
+    from dict_minimize.backends.jax import JaxBackend
+
+    if not jax.config.jax_enable_x64:
+        # conftest sets JAX_ENABLE_X64=1 so the suite can compare with scipy in float64;
+        # the float32 default is tested in test_jax.py.
+        raise RuntimeError("the jax case needs jax_enable_x64 (JAX_ENABLE_X64=1)")
+    return Case(
+        name="jax",
+        api=importlib.import_module("dict_minimize.jax_api"),
+        backend=JaxBackend(),
+        xp=jnp,
+        dtypes={
+            "float16": jnp.float16,
+            "bfloat16": jnp.bfloat16,
+            "float32": jnp.float32,
+            "float64": jnp.float64,
+        },
+        device=jax.devices("cpu")[0],
+    )
+
+
 #: backend name -> (framework module that must be importable, factory)
 FACTORIES: dict[str, tuple[str, Callable[[], Case]]] = {
     "numpy": ("numpy", _numpy_case),
     "torch": ("torch", _torch_case),
+    "tensorflow": ("tensorflow", _tensorflow_case),
+    "jax": ("jax", _jax_case),
 }

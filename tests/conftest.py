@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite compares with scipy in float64; test_jax.py covers JAX's float32 default.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 from cases import FACTORIES, Case
 

@@ -33,6 +33,38 @@ FLOATING = ("float16", "bfloat16", "float32", "float64")
 
 FlatFn = Callable[[Any], Any]
 
+#: What the least-squares solvers need beyond the core protocol; every backend must override
+#: each (tests/test_least_squares.py checks this for every backend in tests/cases.py).
+SOLVER_PRIMITIVES = (
+    "zeros",
+    "eye",
+    "matmul",
+    "gram",
+    "diagonal",
+    "sum",
+    "amax",
+    "sqrt",
+    "abs",
+    "log1p",
+    "arctan",
+    "where",
+    "maximum",
+    "minimum",
+    "cholesky_solve",
+    "eigh",
+    "slice_axis",
+)
+#: Autodiff builders the solvers use on a backend with ``has_autodiff`` (``jacfwd_fn`` has a
+#: reverse-mode default; ``jacobian_fn`` is part of the core protocol).
+SOLVER_AUTODIFF = ("per_sample_jacobian_fn", "jvp_fn", "vjp_fn")
+
+
+def _missing(backend: Any, name: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"the {backend.name} backend does not implement {name}(), which the in-framework "
+        f"least-squares solvers need; see SOLVER_PRIMITIVES in dict_minimize/backends/_protocol.py"
+    )
+
 
 class Backend(ABC, Generic[T]):
     """Framework adapter; subclasses implement the abstract methods.
@@ -120,7 +152,129 @@ class Backend(ABC, Generic[T]):
     def jacobian_fn(self, f: FlatFn) -> Callable[[T], tuple[T, T]]:
         """``flat -> (f(flat), ∂f/∂flat)`` for a vector-valued ``f``: (m,) and (m, n)."""
 
+    # -- solver primitives ----------------------------------------------------------------
+    # The in-framework least-squares solvers (dict_minimize/solvers) run on these alone, so
+    # that one Levenberg-Marquardt serves every framework. Each is a one-liner in a framework;
+    # the defaults raise, and tests/test_least_squares.py checks that every backend overrides
+    # all of SOLVER_PRIMITIVES. Arguments are flat-dtype tensors on one device; "scalar" means
+    # a 0-d tensor that stays on the device until :meth:`host` brings a few of them back.
+
+    def zeros(self, shape: tuple[int, ...], like: T) -> T:
+        """Zeros of ``shape`` with the dtype and device of ``like``."""
+        raise _missing(self, "zeros")
+
+    def eye(self, n: int, like: T) -> T:
+        """The (n, n) identity with the dtype and device of ``like``."""
+        raise _missing(self, "eye")
+
+    def matmul(self, a: T, b: T) -> T:
+        """``a @ b`` for a matrix ``a`` and a matrix or vector ``b``."""
+        raise _missing(self, "matmul")
+
+    def gram(self, a: T, b: T) -> T:
+        """``aᵀ @ b`` without forming the transpose; ``gram(J, J)`` is JᵀJ (a syrk where the
+        framework has one), ``gram(J, r)`` is Jᵀr."""
+        raise _missing(self, "gram")
+
+    def diagonal(self, a: T) -> T:
+        """The diagonal of a square matrix, as a vector."""
+        raise _missing(self, "diagonal")
+
+    def sum(self, a: T) -> T:
+        """The sum of all elements, a scalar."""
+        raise _missing(self, "sum")
+
+    def amax(self, a: T) -> T:
+        """The largest element, a scalar (NaN if any element is NaN)."""
+        raise _missing(self, "amax")
+
+    def sqrt(self, a: T) -> T:
+        """Elementwise square root."""
+        raise _missing(self, "sqrt")
+
+    def abs(self, a: T) -> T:
+        """Elementwise absolute value."""
+        raise _missing(self, "abs")
+
+    def log1p(self, a: T) -> T:
+        """Elementwise ``log(1 + a)``."""
+        raise _missing(self, "log1p")
+
+    def arctan(self, a: T) -> T:
+        """Elementwise arctangent."""
+        raise _missing(self, "arctan")
+
+    def where(self, cond: T, a: T | float, b: T | float) -> T:
+        """Elementwise ``a if cond else b``; ``cond`` is a boolean tensor."""
+        raise _missing(self, "where")
+
+    def maximum(self, a: T, b: T | float) -> T:
+        """Elementwise maximum (propagating NaN)."""
+        raise _missing(self, "maximum")
+
+    def minimum(self, a: T, b: T | float) -> T:
+        """Elementwise minimum (propagating NaN)."""
+        raise _missing(self, "minimum")
+
+    def cholesky_solve(self, a: T, b: T) -> T:
+        """Solve ``a x = b`` for a symmetric positive definite ``a`` by Cholesky.
+
+        Must not raise when ``a`` is not positive definite: return a tensor holding NaN
+        instead, so the caller learns of the failure with the next :meth:`host` transfer.
+        """
+        raise _missing(self, "cholesky_solve")
+
+    def eigh(self, a: T) -> tuple[T, T]:
+        """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix."""
+        raise _missing(self, "eigh")
+
+    def slice_axis(self, tensor: T, start: int, stop: int, axis: int) -> T:
+        """``tensor[start:stop]`` along ``axis`` (row chunks of batched arguments)."""
+        raise _missing(self, "slice_axis")
+
+    # -- autodiff builders of the least-squares solvers (called once per run) -------------
+    def jacfwd_fn(self, f: FlatFn) -> Callable[[T], tuple[T, T]]:
+        """Like :meth:`jacobian_fn` by forward mode, which the solvers pick when the residuals
+        outnumber the parameters. Defaults to :meth:`jacobian_fn`."""
+        return self.jacobian_fn(f)
+
+    def per_sample_jacobian_fn(
+        self, f: Callable[..., T], in_axes: Sequence[int | None]
+    ) -> Callable[..., tuple[T, T]]:
+        """Jacobian rows of residuals that come from independent samples.
+
+        ``f(leaves, *args)`` returns residuals with samples along axis 0, where ``args[i]``
+        holds samples along axis ``in_axes[i]`` (``None``: shared by all samples) and
+        ``leaves`` is a list of parameter tensors. Return ``g(leaves, *args) -> (r, J)``:
+        ``r`` the flat residuals (c·k,) and ``J`` (c·k, n) their Jacobian with respect to the
+        leaves raveled and concatenated in order, both in the dtype of :meth:`flat_dtype`.
+        ``J`` must be built per sample by vectorized reverse mode (``vmap`` of a gradient),
+        calling ``f`` on batches of one sample, never by a Python loop over samples.
+        """
+        raise _missing(self, "per_sample_jacobian_fn")
+
+    def jvp_fn(self, f: FlatFn) -> Callable[[T, T], T]:
+        """``(flat, v) -> J(flat) @ v``, a Jacobian-vector product of a vector function."""
+        raise _missing(self, "jvp_fn")
+
+    def vjp_fn(self, f: FlatFn) -> Callable[[T], tuple[T, Callable[[T], T]]]:
+        """``flat -> (f(flat), u -> J(flat)ᵀ @ u)``: linearize once, then many products."""
+        raise _missing(self, "vjp_fn")
+
     # -- built from the primitives ---------------------------------------------------------
+    def host(self, *scalars: T) -> np.ndarray:
+        """Bring several device scalars to the host in one transfer (one sync), as float64."""
+        parts = [self.reshape(s, (1,)) for s in scalars]
+        return np.asarray(self.to_numpy(self.concat(parts)), dtype=np.float64)
+
+    def dot(self, a: T, b: T) -> T:
+        """``aᵀb`` of two vectors, a scalar."""
+        return self.sum(a * b)  # type: ignore[operator]
+
+    def norm(self, a: T) -> T:
+        """Euclidean norm of a vector, a scalar."""
+        return self.sqrt(self.sum(a * a))  # type: ignore[operator]
+
     def describe(self, path: Path, value: Any) -> tuple[tuple[int, ...], Any, Any]:
         """Validate one x0 leaf and return ``(shape, dtype, device)``."""
         if not self.is_leaf(value):
@@ -139,8 +293,9 @@ class Backend(ABC, Generic[T]):
 
     def ravel(self, leaves: Sequence[T], spec: TreeSpec, dtype: Any) -> T:
         """Concatenate leaves (already matched to ``spec``) into one flat tensor."""
+        # A 1-D leaf already has shape (size,) (checked against the spec): no reshape op.
         parts = [
-            self.cast(self.reshape(value, (leaf.size,)), dtype)
+            self.cast(value if len(leaf.shape) == 1 else self.reshape(value, (leaf.size,)), dtype)
             for leaf, value in zip(spec.leaves, leaves)
         ]
         return parts[0] if len(parts) == 1 else self.concat(parts)
@@ -150,10 +305,18 @@ class Backend(ABC, Generic[T]):
         if len(spec.leaves) == 1:
             leaf = spec.leaves[0]
             return [self.cast(self.reshape(flat, leaf.shape), leaf.dtype)]
-        return [
-            self.cast(
-                self.reshape(self.slice(flat, leaf.offset, leaf.offset + leaf.size), leaf.shape),
-                leaf.dtype,
-            )
-            for leaf in spec.leaves
+        parts = self.split(flat, tuple(leaf.size for leaf in spec.leaves))
+        return [  # pieces are 1-D already: only other ranks need a reshape op
+            self.cast(part if len(leaf.shape) == 1 else self.reshape(part, leaf.shape), leaf.dtype)
+            for leaf, part in zip(spec.leaves, parts)
         ]
+
+    def split(self, flat: T, sizes: tuple[int, ...]) -> list[T]:
+        """Consecutive pieces of a 1-D tensor; a framework with one split op overrides this
+        (one eager op instead of one per piece)."""
+        pieces: list[T] = []
+        start = 0
+        for size in sizes:  # plain ints: np.cumsum costs more than the slices here
+            pieces.append(self.slice(flat, start, start + size))
+            start += size
+        return pieces

@@ -30,7 +30,10 @@ class TorchBackend(Backend[torch.Tensor]):
         return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
     def from_numpy(self, array: np.ndarray, device: Any, dtype: Any) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(array)).to(device=device, dtype=dtype, copy=True)
+        host = torch.from_numpy(np.asarray(array))
+        if host.dtype == dtype and torch.device(device).type == "cpu":
+            return host.clone()  # one copy, without .to()'s dispatch (per-evaluation path)
+        return host.to(device=device, dtype=dtype, copy=True)
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         tensor = tensor.detach()
@@ -43,13 +46,16 @@ class TorchBackend(Backend[torch.Tensor]):
         return tensor.reshape(shape)
 
     def cast(self, tensor: torch.Tensor, dtype: Any) -> torch.Tensor:
-        return tensor.to(dtype)
+        return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
     def concat(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(tensors))
 
     def slice(self, tensor: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         return tensor[start:stop]
+
+    def split(self, flat: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+        return list(flat.split_with_sizes(list(sizes)))  # one op for all pieces
 
     def detached(self, leaves: list[torch.Tensor]) -> list[torch.Tensor]:
         # dict-minimize handed leaves with requires_grad=True so objectives could call
@@ -104,3 +110,110 @@ class TorchBackend(Backend[torch.Tensor]):
             return value.detach(), jac.reshape(value.numel(), flat.numel())
 
         return jacobian
+
+    # -- solver primitives --------------------------------------------------------------------
+    def zeros(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def eye(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.eye(n, dtype=like.dtype, device=like.device)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b
+
+    def gram(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.mT @ b
+
+    def diagonal(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.diagonal(a)
+
+    def sum(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.sum(a)
+
+    def amax(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.amax(a)
+
+    def sqrt(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(a)
+
+    def abs(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.abs(a)
+
+    def log1p(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(a)
+
+    def arctan(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.arctan(a)
+
+    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:
+        return torch.where(cond, a, b)
+
+    def maximum(self, a: torch.Tensor, b: Any) -> torch.Tensor:
+        return torch.clamp(a, min=b) if isinstance(b, int | float) else torch.maximum(a, b)
+
+    def minimum(self, a: torch.Tensor, b: Any) -> torch.Tensor:
+        return torch.clamp(a, max=b) if isinstance(b, int | float) else torch.minimum(a, b)
+
+    def cholesky_solve(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # cholesky_ex reports failure in `info` instead of raising (and without a host sync).
+        factor, info = torch.linalg.cholesky_ex(a)
+        x = torch.cholesky_solve(b.unsqueeze(-1), factor).squeeze(-1)
+        return torch.where(info == 0, x, torch.nan)
+
+    def eigh(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w, q = torch.linalg.eigh(a)
+        return w, q
+
+    def slice_axis(self, tensor: torch.Tensor, start: int, stop: int, axis: int) -> torch.Tensor:
+        return tensor.narrow(axis, start, stop - start)
+
+    # -- autodiff builders of the least-squares solvers ------------------------------------
+    def jacfwd_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
+        def jacobian(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            flat = flat.detach()
+            value = f(flat)
+            # autograd.functional's vectorized forward mode: faster than torch.func.jacfwd
+            # for the small residual functions this mode serves.
+            jac = torch.autograd.functional.jacobian(
+                f, flat, vectorize=True, strategy="forward-mode"
+            )
+            return value.detach(), jac.reshape(value.numel(), flat.numel())
+
+        return jacobian
+
+    def per_sample_jacobian_fn(
+        self, f: Callable[..., Any], in_axes: Sequence[int | None]
+    ) -> Callable[..., tuple[Any, Any]]:
+        axes = tuple(in_axes)
+
+        def one_sample(leaves: list[torch.Tensor], *args: Any) -> tuple[Any, Any]:
+            # vmap strips the batch axis; put back a batch of one so f sees its usual layout.
+            batch = [a if ax is None else a.unsqueeze(ax) for a, ax in zip(args, axes)]
+            r = f(leaves, *batch)
+            return r, r
+
+        jac = torch.func.vmap(
+            torch.func.jacrev(one_sample, has_aux=True), in_dims=(None, *axes)
+        )
+
+        def rows(leaves: Sequence[torch.Tensor], *args: Any) -> tuple[Any, Any]:
+            grads, r = jac([leaf.detach() for leaf in leaves], *args)
+            r = r.reshape(-1)
+            dtype = r.dtype
+            j = torch.cat([g.reshape(r.numel(), -1).to(dtype) for g in grads], dim=1)
+            return r, j
+
+        return rows
+
+    def jvp_fn(self, f: FlatFn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        def jvp(flat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(f, (flat.detach(),), (v,))[1].detach()
+
+        return jvp
+
+    def vjp_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
+        def linearize(flat: torch.Tensor) -> tuple[torch.Tensor, Callable[[Any], Any]]:
+            value, pullback = torch.func.vjp(f, flat.detach())
+            return value.detach(), lambda u: pullback(u)[0].detach()
+
+        return linearize

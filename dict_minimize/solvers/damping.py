@@ -1,0 +1,126 @@
+"""Damping rules of Levenberg-Marquardt: how μ in ``(JᵀJ + μD) δ = -Jᵀr`` evolves.
+
+A rule sees only host floats: the gain ratio ρ (actual over predicted reduction) of each
+trial step. Two rules are provided:
+
+* :class:`Nielsen` (the default): μ starts at ``mu · max(diag(JᵀJ)/D)`` and shrinks smoothly
+  with ρ; a rejection multiplies it by ν, which doubles on each further rejection.
+  H. B. Nielsen, "Damping parameter in Marquardt's method", IMM-REP-1999-05, DTU.
+* :class:`Marquardt`: multiply/divide with MATLAB ``trainlm``'s parameters ``mu`` (absolute),
+  ``mu_dec``, ``mu_inc`` and ``mu_max``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+from dict_minimize._errors import InvalidOptionError
+
+#: Defaults of each rule's options (``mu`` means the relative τ for Nielsen).
+NIELSEN_DEFAULTS = {"mu": 1e-3, "accept_ratio": 1e-4}
+MARQUARDT_DEFAULTS = {"mu": 1e-3, "mu_dec": 0.1, "mu_inc": 10.0, "mu_max": 1e10}
+
+
+class DampingRule(ABC):
+    """The state of μ across one run."""
+
+    mu: float
+
+    @abstractmethod
+    def start(self, diag_max: float) -> None:
+        """Set the initial μ; ``diag_max`` is the largest diagonal of the scaled JᵀJ."""
+
+    @abstractmethod
+    def accepts(self, actual: float, ratio: float) -> bool:
+        """Whether a trial with this actual reduction and gain ratio is taken."""
+
+    @abstractmethod
+    def on_accept(self, ratio: float) -> None:
+        """Update μ after an accepted step."""
+
+    @abstractmethod
+    def on_reject(self) -> bool:
+        """Update μ after a rejected step; False when μ can grow no further."""
+
+
+def _positive(name: str, value: object) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise InvalidOptionError(f"options[{name!r}] must be a positive number, got {value!r}")
+    return float(value)
+
+
+class Nielsen(DampingRule):
+    """Nielsen's rule: ``μ ← μ · max(1/3, 1 - (2ρ - 1)³)`` on success, ``μ ← μν, ν ← 2ν``
+    on failure."""
+
+    def __init__(self, mu: float = 1e-3, accept_ratio: float = 1e-4) -> None:
+        self.tau = _positive("mu", mu)
+        if not (isinstance(accept_ratio, int | float) and 0 <= accept_ratio < 0.25):
+            raise InvalidOptionError(
+                f"options['accept_ratio'] must be in [0, 0.25), got {accept_ratio!r}"
+            )
+        self.accept_ratio = float(accept_ratio)
+        self.mu = self.tau
+        self.nu = 2.0
+
+    def start(self, diag_max: float) -> None:
+        self.mu = self.tau * (diag_max if diag_max > 0 else 1.0)
+
+    def accepts(self, actual: float, ratio: float) -> bool:
+        return actual > 0 and ratio > self.accept_ratio
+
+    def on_accept(self, ratio: float) -> None:
+        self.mu *= max(1.0 / 3.0, 1.0 - (2.0 * min(ratio, 1.0) - 1.0) ** 3)
+        self.mu = max(self.mu, 1e-300)
+        self.nu = 2.0
+
+    def on_reject(self) -> bool:
+        self.mu *= self.nu
+        self.nu *= 2.0
+        return math.isfinite(self.mu) and self.mu < 1e300
+
+
+class Marquardt(DampingRule):
+    """trainlm's rule: ``μ ← μ·mu_dec`` on success, ``μ ← μ·mu_inc`` on failure, stop above
+    ``mu_max``."""
+
+    def __init__(
+        self, mu: float = 1e-3, mu_dec: float = 0.1, mu_inc: float = 10.0, mu_max: float = 1e10
+    ) -> None:
+        self.mu = _positive("mu", mu)
+        self.mu_dec = _positive("mu_dec", mu_dec)
+        self.mu_inc = _positive("mu_inc", mu_inc)
+        self.mu_max = _positive("mu_max", mu_max)
+        if self.mu_dec >= 1 or self.mu_inc <= 1:
+            raise InvalidOptionError(
+                f"options need mu_dec < 1 < mu_inc, got mu_dec={mu_dec!r}, mu_inc={mu_inc!r}"
+            )
+
+    def start(self, diag_max: float) -> None:
+        pass  # trainlm's mu is absolute
+
+    def accepts(self, actual: float, ratio: float) -> bool:
+        return actual > 0
+
+    def on_accept(self, ratio: float) -> None:
+        self.mu = max(self.mu * self.mu_dec, 1e-300)
+
+    def on_reject(self) -> bool:
+        self.mu *= self.mu_inc
+        return self.mu <= self.mu_max
+
+
+def make_damping(name: str, options: dict[str, object]) -> DampingRule:
+    """Build the rule ``name`` from the options it knows (removing them from ``options``)."""
+    if name == "nielsen":
+        keys = NIELSEN_DEFAULTS
+        cls: type[DampingRule] = Nielsen
+    elif name == "marquardt":
+        keys, cls = MARQUARDT_DEFAULTS, Marquardt
+    else:
+        raise InvalidOptionError(
+            f"options['damping'] must be 'nielsen' or 'marquardt', got {name!r}"
+        )
+    given = {k: options.pop(k) for k in list(options) if k in keys}
+    return cls(**given)  # type: ignore[arg-type]

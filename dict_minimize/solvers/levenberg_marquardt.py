@@ -1,0 +1,383 @@
+"""Levenberg-Marquardt in the framework: the iteration loop shared by ``"lm"`` and ``"trf"``.
+
+Each iteration linearizes once (``JᵀWJ``, ``Jᵀ(ρ'r)``; see :mod:`._problem`), then tries steps
+``(Â + μI) ŝ = -ĝ`` in scaled variables ``x = x_k + d·ŝ`` until one reduces the cost or a
+stopping rule fires; rejected trials reuse the linearization (see :mod:`._linear`). With
+``x_scale="jac"`` the scaling is Marquardt's ``D = diag(JᵀWJ)`` (kept as a running maximum, as
+MINPACK and scipy do), which makes the iteration invariant to the units of each parameter;
+``x_scale=1`` gives Levenberg's ``D = I`` (MATLAB ``trainlm``).
+
+The bounded method (:mod:`.trust_region`) subclasses :class:`LevenbergMarquardt` and overrides
+only the scaling and the choice of step. Three small transfers reach the host per trial at
+most (the model's scalars, the step's norm, the trial's cost), so the loop suits a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dict_minimize._errors import ObjectiveError
+from dict_minimize._progress import Progress
+from dict_minimize.backends._protocol import Backend
+from dict_minimize.solvers._linear import CGSteps, DenseSteps
+from dict_minimize.solvers._problem import Linearization, ResidualProblem
+from dict_minimize.solvers.damping import DampingRule
+
+#: Termination statuses, as scipy.optimize.least_squares numbers them (plus -4).
+STATUS_MAX_NFEV = 0
+STATUS_GTOL = 1
+STATUS_FTOL = 2
+STATUS_XTOL = 3
+STATUS_FTOL_XTOL = 4
+STATUS_CALLBACK = -2
+STATUS_DAMPING_LIMIT = -4
+
+_EPS = float(np.finfo(np.float64).eps)
+
+MESSAGES = {
+    STATUS_MAX_NFEV: "The maximum number of function evaluations is exceeded.",
+    STATUS_GTOL: "`gtol` termination condition is satisfied.",
+    STATUS_FTOL: "`ftol` termination condition is satisfied.",
+    STATUS_XTOL: "`xtol` termination condition is satisfied.",
+    STATUS_FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    STATUS_CALLBACK: "Stopped because `callback` raised StopIteration or returned True.",
+    STATUS_DAMPING_LIMIT: "The damping reached its limit (mu_max or max_retries) without "
+    "reducing the cost; no further progress is possible from this point.",
+}
+
+
+@dataclass
+class Settings:
+    """Everything that configures one run of the loop (validated by the caller)."""
+
+    ftol: float
+    xtol: float
+    gtol: float
+    max_nfev: int
+    damping: DampingRule
+    x_scale: Any = "jac"  # "jac" or a device tensor of positive characteristic scales
+    max_iter: int | None = None
+    max_retries: int = 20
+    eigh_after: int | None = 2
+    cg_tol: float = 1e-2
+    cg_maxiter: int = 100
+    callback: Callable[[dict[str, Any]], bool] | None = None
+    progress: bool = False
+    geodesic: bool = False
+    geodesic_alpha: float = 0.75
+
+
+@dataclass
+class Model:
+    """The scaled Gauss-Newton model at the current point: ``q(ŝ) = ĝᵀŝ + ½ ŝᵀÂŝ``."""
+
+    lin: Linearization
+    sigma: Any  # characteristic scale of each variable (1/sqrt(D) for x_scale="jac")
+    d: Any  # x = x_k + d·ŝ: sigma times the bounded method's affine scaling
+    g_hat: Any
+    a_hat: Any  # dense Â, or None when matrix-free
+    diag_hat: Any
+    extra_diag: Any  # the bounded method's diag(g·dv·σ²) term, or None
+    backend: Backend[Any]
+    optimality: float = math.nan  # host copy, set once the model's scalars are fetched
+
+    def apply(self, v: Any) -> Any:
+        """``Â v``."""
+        b = self.backend
+        if self.a_hat is not None:
+            return b.matmul(self.a_hat, v)
+        assert self.lin.matvec is not None  # noqa: S101 - matrix-free models always have it
+        out = self.d * self.lin.matvec(self.d * v)
+        return out if self.extra_diag is None else out + self.extra_diag * v
+
+    def quad(self, s: Any) -> Any:
+        """``ĝᵀs + ½ sᵀÂs``, a device scalar (negative for a descent step)."""
+        b = self.backend
+        return b.dot(self.g_hat, s) + 0.5 * b.dot(s, self.apply(s))
+
+
+@dataclass
+class Outcome:
+    """How a run ended; the caller turns it into a LeastSquaresResult."""
+
+    x: Any
+    lin: Linearization
+    cost: float
+    optimality: float
+    status: int
+    message: str
+    nit: int
+    scale: Any = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+class LevenbergMarquardt:
+    """The unbounded method (``method="lm"``).
+
+    Parameters
+    ----------
+    problem : ResidualProblem
+        Evaluations and linearizations of the residual function.
+    settings : Settings
+        Tolerances, damping rule, scaling and linear-solver choices.
+    """
+
+    def __init__(self, problem: ResidualProblem, settings: Settings) -> None:
+        self.problem = problem
+        self.backend = problem.backend
+        self.settings = settings
+        self._eye: Any = None
+        self._d_run: Any = None
+        # The current (always the best) point, readable if the run is cut short.
+        self.x: Any = None
+        self.cost = math.nan
+
+    # -- hooks of the bounded method ---------------------------------------------------------
+    def affine_scaling(self, x: Any, g: Any) -> tuple[Any, Any] | None:
+        """Coleman-Li ``(v, dv)`` at ``x``; None without bounds."""
+        return None
+
+    def select_step(self, x: Any, p: Any, s: Any, model: Model) -> tuple[Any, Any]:
+        """The step actually taken from ``x`` (and its scaled form) given the LM step."""
+        return p, s
+
+    def project(self, x: Any) -> Any:
+        """Keep a trial point inside the bounds (nothing to do without bounds)."""
+        return x
+
+    def gtol_measure(self, model: Model, aff: tuple[Any, Any] | None) -> tuple[Any, bool]:
+        """(device scalar, is_cosine): MINPACK's cosine measure without bounds."""
+        b = self.backend
+        lin = model.lin
+        col = b.sqrt(b.where(lin.diag > 0, lin.diag, 1.0))
+        return b.amax(b.abs(lin.g) / col), True
+
+    def optimality(self, model: Model, aff: tuple[Any, Any] | None) -> Any:
+        """scipy's first-order optimality: ``‖g‖∞`` (``‖v·g‖∞`` with bounds)."""
+        return self.backend.amax(self.backend.abs(model.lin.g))
+
+    # -- the scaled model -------------------------------------------------------------------
+    def _model(self, x: Any, lin: Linearization) -> tuple[Model, Any, tuple[Any, Any] | None]:
+        b, st = self.backend, self.settings
+        if isinstance(st.x_scale, str):  # "jac": D = running max of diag(JᵀWJ)
+            d_run = lin.diag if self._d_run is None else b.maximum(self._d_run, lin.diag)
+            sigma = 1.0 / b.sqrt(b.where(d_run > 0, d_run, 1.0))
+        else:
+            d_run, sigma = None, st.x_scale
+        aff = self.affine_scaling(x, lin.g)
+        d = sigma if aff is None else sigma * b.sqrt(aff[0])
+        extra = None if aff is None else lin.g * aff[1] * sigma * sigma
+        g_hat = d * lin.g
+        a_hat = diag_hat = None
+        if lin.A is not None:
+            n = self.problem.n
+            a_hat = lin.A * (b.reshape(d, (n, 1)) * b.reshape(d, (1, n)))
+            if extra is not None:
+                a_hat = a_hat + self._identity(lin.A) * b.reshape(extra, (1, n))
+            diag_hat = b.diagonal(a_hat)
+        elif lin.diag is not None:
+            diag_hat = lin.diag * d * d if extra is None else lin.diag * d * d + extra
+        model = Model(lin, sigma, d, g_hat, a_hat, diag_hat, extra, b)
+        return model, d_run, aff
+
+    def _diag_max(self, model: Model) -> Any:
+        """The largest diagonal of Â (Nielsen's initial damping is relative to it)."""
+        b = self.backend
+        if model.diag_hat is not None:
+            return b.amax(model.diag_hat)
+        # Matrix-free without diag(JᵀWJ): a Rayleigh quotient along ĝ, a lower bound on λmax.
+        g = model.g_hat
+        return b.dot(g, model.apply(g)) / (b.dot(g, g) + 1e-300)
+
+    def _identity(self, like: Any) -> Any:
+        if self._eye is None:
+            self._eye = self.backend.eye(self.problem.n, like)
+        return self._eye
+
+    def _steps(self, model: Model) -> DenseSteps | CGSteps:
+        st = self.settings
+        if model.a_hat is not None:
+            eye = self._identity(model.a_hat)
+            return DenseSteps(self.backend, model.a_hat, model.g_hat, eye, st.eigh_after)
+        return CGSteps(
+            self.backend, model.apply, model.g_hat, model.diag_hat, st.cg_tol, st.cg_maxiter
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, x: Any, cost0: float) -> Outcome:
+        """Iterate from ``x`` (already evaluated by ``problem.start``) until a stopping rule."""
+        b, st, problem, damping = self.backend, self.settings, self.problem, self.settings.damping
+        lin = problem.linearize(x)
+        previous: tuple[Any, Linearization] | None = None
+        history: dict[str, list[float]] = {"cost": [], "damping": [], "nfev": []}
+        bar = Progress(st.progress, st.max_iter, "least_squares")
+        nit, status, pending = 0, None, None
+        cost, optimality = cost0, math.nan
+        self.x, self.cost = x, cost0
+        try:
+            while True:
+                model, d_run, aff = self._model(x, lin)
+                measure, cosine = self.gtol_measure(model, aff)
+                diag_max = self._diag_max(model) if nit == 0 and previous is None else lin.cost
+                host = b.host(lin.cost, measure, lin.fs_norm, self.optimality(model, aff), diag_max)
+                if not all(math.isfinite(v) for v in host):
+                    if previous is None:
+                        raise ObjectiveError(
+                            "the Jacobian of residual_fn is not finite at x0; start from a "
+                            "point where the residuals are differentiable"
+                        )
+                    # The accepted point has a non-finite Jacobian: step back, damp harder.
+                    x, lin = previous
+                    previous, pending = None, None
+                    if not damping.on_reject():
+                        status = STATUS_DAMPING_LIMIT
+                        model, d_run, aff = self._model(x, lin)
+                        optimality = float(b.host(self.optimality(model, aff))[0])
+                        break
+                    continue
+                if d_run is not None:
+                    self._d_run = d_run
+                cost, optimality = float(host[0]), float(host[3])
+                self.x, self.cost = x, cost
+                model.optimality = optimality
+                if nit == 0:
+                    damping.start(float(host[4]))
+                history["cost"].append(cost)
+                history["damping"].append(damping.mu)
+                history["nfev"].append(problem.nfev)
+                if nit > 0:
+                    bar.update(cost)
+                    if st.callback is not None and st.callback(
+                        {"x": x, "cost": cost, "nit": nit, "optimality": optimality,
+                         "mu": damping.mu, "nfev": problem.nfev}
+                    ):
+                        status = STATUS_CALLBACK
+                        break
+                if pending is not None:
+                    status = pending
+                    break
+                fs_norm = float(host[2])
+                g_measure = float(host[1]) / fs_norm if cosine and fs_norm > 0 else float(host[1])
+                if (cosine and fs_norm == 0) or g_measure <= st.gtol:
+                    status = STATUS_GTOL
+                    break
+                if st.max_iter is not None and nit >= st.max_iter:
+                    status = STATUS_MAX_NFEV
+                    break
+                status, accepted = self._trials(x, model, cost)
+                if accepted is None:
+                    break
+                previous = (x, lin)
+                x, lin = accepted, problem.linearize(accepted)
+                nit += 1
+                pending, status = status, None
+        finally:
+            bar.close()
+        message = MESSAGES[status]
+        if status == STATUS_MAX_NFEV and st.max_iter is not None and nit >= st.max_iter:
+            message = f"The maximum number of iterations ({st.max_iter}) is reached."
+        return Outcome(x, lin, cost, optimality, status, message, nit, self._d_run, history)
+
+    def _trials(self, x: Any, model: Model, cost: float) -> tuple[int | None, Any]:
+        """Try damped steps from ``x``: ``(pending status, new x)`` on success, or
+        ``(final status, None)`` when the run must stop here."""
+        b, st, problem, damping = self.backend, self.settings, self.problem, self.settings.damping
+        steps = self._steps(model)
+        for _ in range(st.max_retries + 1):
+            if problem.nfev >= st.max_nfev:
+                return STATUS_MAX_NFEV, None
+            s = steps.solve(damping.mu)
+            if st.geodesic:
+                s = self._accelerate(x, s, model, steps)
+            if s is None:  # the acceleration is too large: the step is not trusted
+                if not damping.on_reject():
+                    return STATUS_DAMPING_LIMIT, None
+                continue
+            p, s = self.select_step(x, model.d * s, s, model)
+            p_norm, x_norm = (float(v) for v in b.host(b.norm(p / model.sigma),
+                                                       b.norm(x / model.sigma)))
+            term: int | None = None
+            if not math.isfinite(p_norm):  # the factorization failed
+                if steps.fallback():
+                    continue
+                accepted = False
+            else:
+                x_new = self.project(x + p)
+                r_new, cost_new = problem.evaluate(x_new)
+                new_cost, pred, bad = (float(v) for v in b.host(
+                    cost_new, -model.quad(s), b.sum(r_new * 0.0)
+                ))
+                actual = cost - new_cost
+                if math.isfinite(new_cost) and bad == 0.0:
+                    ratio = actual / pred if pred > 0 else (1.0 if actual > 0 else -1.0)
+                    accepted = damping.accepts(actual, ratio)
+                    term = _check_termination(actual, pred, cost, p_norm, x_norm, ratio, st)
+                else:  # a non-finite residual at the trial point: reject, damp harder
+                    accepted = False
+                    term = STATUS_XTOL if p_norm < st.xtol * (st.xtol + x_norm) else None
+                if accepted:
+                    damping.on_accept(ratio)
+                    return term, x_new
+            if term is not None:
+                return term, None
+            if not damping.on_reject():
+                return STATUS_DAMPING_LIMIT, None
+        return STATUS_DAMPING_LIMIT, None
+
+
+    def _accelerate(self, x: Any, s: Any, model: Model, steps: Any) -> Any:
+        """Add Transtrum and Sethna's geodesic acceleration to the LM step ``s``.
+
+        The second directional derivative of the residuals along the step comes from one
+        extra evaluation: ``r_vv ≈ (2/h)·((r(x + h·v) - r)/h - J v)``; the acceleration solves
+        the same damped system with ``Jᵀ W r_vv``. The step ``s + a/2`` follows the curved
+        valley that LM steps cut across (M. K. Transtrum and J. P. Sethna, "Improvements to
+        the Levenberg-Marquardt algorithm for nonlinear least-squares minimization",
+        arXiv:1201.5885, 2012). Returns None when ``2‖a‖ > alpha·‖s‖``.
+        """
+        b, problem, st = self.backend, self.problem, self.settings
+        h = 0.1
+        lin = model.lin
+        jvp, vjp = problem.products(x, lin)
+        v = model.d * s
+        r_h, _ = problem.evaluate(x + h * v)
+        r_vv = (2.0 / h) * ((r_h - lin.r) / h - jvp(v))
+        w = problem.loss.weights(lin.r)
+        if w.rows is not None:
+            r_vv = w.rows * w.rows * r_vv
+        a = steps.solve(st.damping.mu, -(model.d * vjp(r_vv)))
+        a_norm, s_norm = (float(t) for t in b.host(b.norm(a), b.norm(s)))
+        if not (math.isfinite(a_norm) and 2.0 * a_norm <= st.geodesic_alpha * s_norm):
+            return None
+        return s + 0.5 * a
+
+
+def _check_termination(
+    actual: float,
+    pred: float,
+    cost: float,
+    p_norm: float,
+    x_norm: float,
+    ratio: float,
+    st: Settings,
+) -> int | None:
+    """scipy's rule: ftol on the actual reduction with a trusted model, xtol on the step;
+    also MINPACK's ftol rule (actual and predicted reductions both tiny), which ends a run
+    whose cost can no longer decrease in floating point."""
+    floor = max(st.ftol, _EPS) * cost
+    ftol_ok = (actual < st.ftol * cost and ratio > 0.25) or (
+        abs(actual) <= floor and abs(pred) <= floor
+    )
+    xtol_ok = p_norm < st.xtol * (st.xtol + x_norm)
+    if ftol_ok and xtol_ok:
+        return STATUS_FTOL_XTOL
+    if ftol_ok:
+        return STATUS_FTOL
+    if xtol_ok:
+        return STATUS_XTOL
+    return None
