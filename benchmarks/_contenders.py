@@ -162,7 +162,7 @@ def api(
     return Contender(label, kind, framework, run, verify)
 
 
-# -- the floor: scipy plus the least glue that can drive the framework objective ---------------------
+# -- the floor: scipy plus the least glue that can drive the framework objective ---------------
 def glue(framework: str, problem: P.Problem) -> Contender:
     """Raw scipy calling the framework's objective through minimal hand-written glue.
 

@@ -6,7 +6,8 @@ bench venv's interpreter, it serves JSON requests, one a line on stdin, one answ
 stdout, so the main process can interleave its own contenders with these, run by run::
 
     {"cmd": "hello"}                               -> versions, frameworks
-    {"cmd": "setup", "n": 10, "frameworks": [...]}  -> per contender nit, nfev, max |x - x_scipy|
+    {"cmd": "setup", "n": 10, "frameworks": [...], "raw": true, "xdir": "/tmp/..."}
+                                                -> per contender nit, nfev, final point file
     {"cmd": "time", "name": "...", "number": 5}     -> seconds per run
     {"cmd": "quit"}
 
@@ -19,7 +20,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
+import tempfile
 from typing import Any, TextIO
 
 import _threads
@@ -68,44 +71,56 @@ class Worker:
         frameworks = [fw for fw in C.FRAMEWORKS if C.available(fw)]
         return {"versions": versions, "frameworks": frameworks, "prefix": sys.prefix}
 
-    def setup(self, n: int, frameworks: list[str]) -> dict[str, Any]:
+    def setup(self, n: int, frameworks: list[str], raw: bool, xdir: str) -> dict[str, Any]:
+        """Build and verify the size-``n`` contenders (raw scipy too if ``raw``).
+
+        Each verification run's final point is saved as ``<xdir>/<i>.npy`` so the main process
+        compares it with its own raw scipy run, without a second raw run here (or a 1e6-element
+        JSON answer).
+        """
         problem = P.make_problem(n)
         if "jax" in frameworks:
             P.enable_jax_x64()
-        raw = C.raw_scipy(problem)
-        raw.name = "scipy.optimize.minimize (flat NumPy, peer process)"
-        contenders = [raw]
+        contenders = []
+        if raw:
+            contenders.append(C.raw_scipy(problem))
+            contenders[0].name = "scipy.optimize.minimize (flat NumPy, peer process)"
         for fw in frameworks:
             module = peer_module(fw)
             label = f"{PEER} {fw}_api"
-            contenders.append(
-                C.api(module, fw, problem, label=label, kind=PEER, full_output=False)
-            )
+            contenders.append(C.api(module, fw, problem, label=label, kind=PEER, full_output=False))
         _threads.pin_frameworks()
         self.contenders = {c.name: c for c in contenders}
-        reference = raw.verify()
         checks: dict[str, Any] = {}
-        for c in contenders:
-            check = reference if c is raw else c.verify()
+        for i, c in enumerate(contenders):
+            check = c.verify()
+            x_file = os.path.join(xdir, f"{i}.npy")
+            np.save(x_file, check.x)
             checks[c.name] = {
                 "kind": c.kind,
                 "framework": c.framework,
                 "nit": check.nit,
                 "nfev": check.nfev,
-                "x_maxdiff": float(np.max(np.abs(check.x - reference.x))),
+                "x_file": x_file,
                 "x_digest": digest(check.x),
             }
         return {"contenders": checks}
 
     def time(self, name: str, number: int) -> dict[str, Any]:
-        return {"seconds": _timing.sample(self.contenders[name].run, number)}
+        wall, cpu = _timing.sample(self.contenders[name].run, number)
+        return {"wall": wall, "cpu": cpu}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "hello":
             return self.hello()
         if cmd == "setup":
-            return self.setup(int(request["n"]), list(request["frameworks"]))
+            return self.setup(
+                int(request["n"]),
+                list(request["frameworks"]),
+                bool(request.get("raw", True)),
+                str(request["xdir"]),
+            )
         if cmd == "time":
             return self.time(str(request["name"]), int(request["number"]))
         raise ValueError(f"unknown command {cmd!r}")
@@ -127,27 +142,32 @@ def serve(stdin: TextIO, stdout: TextIO) -> None:
 
 
 def standalone(sizes: list[int], frameworks: list[str] | None, repeats: int, number: int) -> None:
-    """Time the peer contenders interleaved in this process and print JSON medians."""
+    """Time the peer contenders interleaved in this process and print JSON medians (CPU time)."""
     worker = Worker()
     info = worker.hello()
     chosen = frameworks or info["frameworks"]
     report: dict[str, Any] = {"versions": info["versions"], "sizes": {}}
-    for n in sizes:
-        checks = worker.setup(n, chosen)["contenders"]
-        names = list(worker.contenders)
-        samples: dict[str, list[float]] = {name: [] for name in names}
-        for _ in range(repeats):
-            for name in names:
-                samples[name].append(worker.time(name, number)["seconds"])
-        base = samples[names[0]]
-        report["sizes"][str(n)] = {
-            name: {
-                **checks[name],
-                "median_s": _timing.median(samples[name]),
-                "ratio_vs_scipy": _timing.paired_ratio(samples[name], base),
+    with tempfile.TemporaryDirectory() as xdir:
+        for n in sizes:
+            checks = worker.setup(n, chosen, True, xdir)["contenders"]
+            names = list(worker.contenders)
+            reference = np.load(checks[names[0]].pop("x_file"))
+            for name in names[1:]:
+                x = np.load(checks[name].pop("x_file"))
+                checks[name]["x_maxdiff"] = float(np.max(np.abs(x - reference)))
+            samples: dict[str, list[float]] = {name: [] for name in names}
+            for _ in range(repeats):
+                for name in names:
+                    samples[name].append(worker.time(name, number)["cpu"])
+            base = samples[names[0]]
+            report["sizes"][str(n)] = {
+                name: {
+                    **checks[name],
+                    "median_s": _timing.median(samples[name]),
+                    "ratio_vs_scipy": _timing.paired_ratio(samples[name], base),
+                }
+                for name in names
             }
-            for name in names
-        }
     print(json.dumps(report, indent=1))
 
 

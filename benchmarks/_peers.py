@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 BENCH_VENV = ROOT / ".bench-venv"
@@ -103,16 +105,20 @@ class PeerWorker:
             raise RuntimeError(f"peer worker: {answer['error']} (log: {self.log.name})")
         return answer
 
-    def setup(self, n: int, frameworks: list[str]) -> dict[str, dict[str, Any]]:
-        """Build the size-``n`` contenders; returns each one's verification run."""
-        checks: dict[str, dict[str, Any]] = self.request(
-            {"cmd": "setup", "n": n, "frameworks": frameworks}
-        )["contenders"]
+    def setup(self, n: int, frameworks: list[str], raw: bool) -> dict[str, dict[str, Any]]:
+        """Build the size-``n`` contenders (with a raw scipy row if ``raw``); returns each one's
+        verification run, with its final point as ``"x"``."""
+        with tempfile.TemporaryDirectory() as xdir:
+            request = {"cmd": "setup", "n": n, "frameworks": frameworks, "raw": raw, "xdir": xdir}
+            checks: dict[str, dict[str, Any]] = self.request(request)["contenders"]
+            for check in checks.values():
+                check["x"] = np.load(check.pop("x_file"))
         return checks
 
-    def time(self, name: str, number: int) -> float:
-        """Seconds per run of contender ``name`` (``number`` back-to-back runs)."""
-        return float(self.request({"cmd": "time", "name": name, "number": number})["seconds"])
+    def time(self, name: str, number: int) -> tuple[float, float]:
+        """``(wall, cpu)`` seconds per run of contender ``name`` (``number`` back-to-back runs)."""
+        answer = self.request({"cmd": "time", "name": name, "number": number})
+        return float(answer["wall"]), float(answer["cpu"])
 
     def close(self) -> None:
         """Stop the worker."""

@@ -135,9 +135,7 @@ def torch_loss(p: dict[str, Any]) -> Any:
 def tf_x0(problem: Problem) -> OrderedDict[str, Any]:
     import tensorflow as tf
 
-    return OrderedDict(
-        (k, tf.constant(v, dtype=tf.float64)) for k, v in problem.x0_numpy().items()
-    )
+    return OrderedDict((k, tf.constant(v, dtype=tf.float64)) for k, v in problem.x0_numpy().items())
 
 
 def make_tf_fun() -> Callable[[dict[str, Any]], tuple[Any, Any]]:
@@ -147,8 +145,10 @@ def make_tf_fun() -> Callable[[dict[str, Any]], tuple[Any, Any]]:
     def pair(x: Any, y: Any) -> tuple[Any, Any, Any]:
         d = y - x * x
         e = 1.0 - x
-        return 100.0 * tf.reduce_sum(d * d) + tf.reduce_sum(e * e), -400.0 * x * d - 2.0 * e, (
-            200.0 * d
+        return (
+            100.0 * tf.reduce_sum(d * d) + tf.reduce_sum(e * e),
+            -400.0 * x * d - 2.0 * e,
+            (200.0 * d),
         )
 
     @tf.function

@@ -7,6 +7,7 @@ then sets the runtime knobs of the frameworks that are already imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -37,15 +38,13 @@ def pin_frameworks() -> None:
         import torch
 
         torch.set_num_threads(1)
-        try:
+        # Only settable before the first parallel op; the environment has made it 1 then.
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # only settable before the first parallel op; already 1 then
-            pass
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 
-        try:
+        # TF refuses once its runtime started; the environment variables hold then.
+        with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TF refuses once its runtime started; the env vars hold
-            pass

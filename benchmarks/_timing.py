@@ -9,19 +9,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def sample(run: Callable[[], Any], number: int) -> float:
-    """Seconds per call of ``run``, averaged over ``number`` back-to-back calls.
+def sample(run: Callable[[], Any], number: int) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds per call of ``run``, averaged over ``number`` back-to-back calls.
 
-    Garbage is collected before and the collector is paused during the sample (as ``timeit``
-    does), so a collection triggered by one contender is not billed to the next.
+    ``cpu`` is this process's CPU time (all its threads): on a shared machine it leaves out the
+    time the single-threaded contender spent descheduled by other tenants, which wall-clock
+    time includes. Garbage is collected before and the collector is paused during the sample
+    (as ``timeit`` does), so a collection triggered by one contender is not billed to the next.
     """
     gc.collect()
     gc.disable()
     try:
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(number):
             run()
-        return (time.perf_counter() - start) / number
+        cpu = time.process_time() - cpu
+        wall = time.perf_counter() - wall
+        return wall / number, cpu / number
     finally:
         gc.enable()
 

@@ -51,7 +51,7 @@ from _peers import ROOT, PeerWorker, peer_python  # noqa: E402
 
 PEER = "dict-minimize 0.0.4"
 SIZES = (10, 10_000, 1_000_000)
-QUICK_SIZES = (10, 10_000)
+QUICK_SIZES = (10, 1_000)
 RESULTS = ROOT / "benchmarks" / "results" / "adapter_overhead.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 IMAGE = ROOT / "docs" / "img" / "adapter_overhead.png"
@@ -64,9 +64,10 @@ class Row:
     name: str
     kind: str
     framework: str
-    sample: Callable[[int], float]  # number of runs -> seconds per run
+    sample: Callable[[int], tuple[float, float]]  # number of runs -> (wall, cpu) s per run
     check: dict[str, Any]
-    samples: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 def machine() -> dict[str, Any]:
@@ -126,7 +127,11 @@ def local_contenders(problem: P.Problem, frameworks: list[str], glue: bool) -> l
 def build_rows(
     problem: P.Problem, frameworks: list[str], peer: PeerWorker | None, glue: bool
 ) -> list[Row]:
-    """Verify every contender (also its warm-up) and return the rows in timing order."""
+    """Verify every contender (also its warm-up) and return the rows in timing order.
+
+    ``glue`` adds the diagnostic rows: the glue floors and raw scipy timed in the peer process
+    (a cross-check that both processes time alike).
+    """
     local = local_contenders(problem, frameworks, glue)
     reference = local[0].verify()
     rows: list[Row] = []
@@ -140,8 +145,9 @@ def build_rows(
         rows.append(Row(c.name, c.kind, c.framework, _local_sampler(c), info))
     if peer is not None:
         shared = [fw for fw in frameworks if fw in peer.frameworks]
-        for name, info in peer.setup(problem.n, shared).items():
+        for name, info in peer.setup(problem.n, shared, raw=glue).items():
             kind, framework = info.pop("kind"), info.pop("framework")
+            info["x_maxdiff"] = float(np.max(np.abs(info.pop("x") - reference.x)))
             rows.append(Row(name, kind, framework, _peer_sampler(peer, name), info))
     for row in rows:
         row.check["same_path"] = (row.check["nit"], row.check["nfev"]) == (
@@ -159,16 +165,22 @@ def build_rows(
     return sorted(rows, key=key)
 
 
-def _local_sampler(c: C.Contender) -> Callable[[int], float]:
+def _local_sampler(c: C.Contender) -> Callable[[int], tuple[float, float]]:
     return lambda number: _timing.sample(c.run, number)
 
 
-def _peer_sampler(peer: PeerWorker, name: str) -> Callable[[int], float]:
+def _peer_sampler(peer: PeerWorker, name: str) -> Callable[[int], tuple[float, float]]:
     return lambda number: peer.time(name, number)
 
 
 def measure(
-    n: int, frameworks: list[str], peer: PeerWorker | None, repeats: int, budget: float, glue: bool
+    n: int,
+    frameworks: list[str],
+    peer: PeerWorker | None,
+    repeats: int,
+    budget: float,
+    glue: bool,
+    clock: str,
 ) -> dict[str, Any]:
     """Verify, then time all contenders of size ``n`` in interleaved rounds."""
     problem = P.make_problem(n)
@@ -178,37 +190,49 @@ def measure(
     for row in rows:
         c = row.check
         flag = "" if c["same_path"] else "   <- different path than raw scipy"
-        print(f"  {row.name:58s} nit {c['nit']:4d}  nfev {c['nfev']:4d}  "
-              f"max|dx| {c['x_maxdiff']:.1e}{flag}")
+        print(
+            f"  {row.name:58s} nit {c['nit']:4d}  nfev {c['nfev']:4d}  "
+            f"max|dx| {c['x_maxdiff']:.1e}{flag}"
+        )
     # Runs per sample: enough back-to-back runs of raw scipy to fill `budget` seconds.
-    one = base.sample(1)
+    one = base.sample(1)[0]
     number = max(1, round(budget / one))
     print(f"  timing: {repeats} rounds x {number} run(s) per contender", flush=True)
     for r in range(repeats):
         for row in rows:
-            row.samples.append(row.sample(number))
+            wall, cpu = row.sample(number)
+            row.wall.append(wall)
+            row.cpu.append(cpu)
         print(f"  round {r + 1}/{repeats} done", flush=True)
     peer_base = next((row for row in rows if row.kind == "scipy" and "peer" in row.name), None)
     out_rows = []
     for row in rows:
-        q1, q3 = _timing.spread([s / b for s, b in zip(row.samples, base.samples)])
-        entry = {
+        entry: dict[str, Any] = {
             "name": row.name,
             "kind": row.kind,
             "framework": row.framework,
             **row.check,
-            "median_s": _timing.median(row.samples),
-            "samples_s": row.samples,
-            "ratio": _timing.paired_ratio(row.samples, base.samples),
-            "ratio_q1": q1,
-            "ratio_q3": q3,
-            "ratio_of_medians": _timing.median(row.samples) / _timing.median(base.samples),
         }
-        if row.kind == PEER and peer_base is not None:
-            # The same ratio against the raw scipy timed inside the peer process.
-            entry["ratio_in_peer_process"] = _timing.paired_ratio(row.samples, peer_base.samples)
+        for which in ("wall", "cpu"):
+            samples, baseline = getattr(row, which), getattr(base, which)
+            ratios = [s / b for s, b in zip(samples, baseline)]
+            q1, q3 = _timing.spread(ratios)
+            entry[which] = {
+                "median_s": _timing.median(samples),
+                "samples_s": samples,
+                "ratio": _timing.median(ratios),
+                "ratio_q1": q1,
+                "ratio_q3": q3,
+                "ratio_of_medians": _timing.median(samples) / _timing.median(baseline),
+            }
+            if row.kind == PEER and peer_base is not None:
+                # The same ratio against the raw scipy timed inside the peer process.
+                entry[which]["ratio_in_peer_process"] = _timing.paired_ratio(
+                    samples, getattr(peer_base, which)
+                )
+        entry.update({k: entry[clock][k] for k in ("median_s", "ratio", "ratio_q1", "ratio_q3")})
         out_rows.append(entry)
-    return {"number": number, "repeats": repeats, "rows": out_rows}
+    return {"number": number, "repeats": repeats, "clock": clock, "rows": out_rows}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -225,23 +249,55 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--repeats", type=int, help="rounds per size (default 15; 3 at 1e6)")
     parser.add_argument("--budget", type=float, help="seconds per timed sample (default 0.1)")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="what the table reports (both are recorded): process CPU time (default; robust "
+        "to other tenants of a shared machine, every contender being single-threaded) or wall",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip dict-minimize 0.0.4")
-    parser.add_argument("--no-glue", action="store_true", help="skip the glue-floor rows")
+    parser.add_argument(
+        "--diagnostics-max",
+        type=int,
+        default=100_000,
+        help="largest size with the diagnostic rows (glue floors, raw scipy in the peer "
+        "process); default 1e5: at 1e6 every run takes ~25 s and the rows add little",
+    )
     parser.add_argument("--out", type=Path, help=f"results JSON (default {RESULTS})")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="measure nothing: report (and with --docs publish) an earlier results JSON",
+    )
     parser.add_argument(
         "--docs", action="store_true", help="rewrite the table in docs/benchmarks.md and the plot"
     )
     args = parser.parse_args(argv)
 
+    if args.from_json is not None:
+        results = json.loads(args.from_json.read_text())
+        select_clock(results, args.clock)
+        report(results, args.from_json, args.docs)
+        return results
+    out = args.out or (
+        Path(tempfile.gettempdir()) / "adapter_overhead.quick.json" if args.quick else RESULTS
+    )
+    results = run(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, out, args.docs)
+    return results
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every size; the results as written to the JSON file."""
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     frameworks = args.frameworks or (
         ["numpy", "torch"] if args.quick else [fw for fw in C.FRAMEWORKS if C.available(fw)]
     )
     budget = args.budget or (0.02 if args.quick else 0.1)
-    out = args.out or (
-        Path(tempfile.gettempdir()) / "adapter_overhead.quick.json" if args.quick else RESULTS
-    )
-
     peer = None
     if not args.no_peers:
         python = peer_python()
@@ -253,14 +309,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         per_size = {}
         for n in sizes:
             default = (3 if args.quick else 15) if n <= 100_000 else (1 if args.quick else 3)
+            diagnostics = n <= args.diagnostics_max
             per_size[str(n)] = measure(
-                n, frameworks, peer, args.repeats or default, budget, not args.no_glue
+                n, frameworks, peer, args.repeats or default, budget, diagnostics, args.clock
             )
     finally:
         if peer is not None:
             peer.close()
-
-    results = {
+    return {
         "benchmark": "adapter_overhead",
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
@@ -271,24 +327,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "main": {**C.versions(), "dict_minimize (this project)": _our_version()},
             "peer": peer.versions if peer is not None else {},
         },
-        "config": {"method": P.METHOD, "maxiter": P.MAXITER, "options": P.OPTIONS},
+        "config": {
+            "method": P.METHOD,
+            "maxiter": P.MAXITER,
+            "options": P.OPTIONS,
+            "clock": args.clock,
+        },
         "sizes": per_size,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def select_clock(results: dict[str, Any], clock: str) -> None:
+    """Make ``clock``'s medians and ratios the ones every report shows."""
+    results["config"]["clock"] = clock
+    for size in results["sizes"].values():
+        size["clock"] = clock
+        for row in size["rows"]:
+            row.update({k: row[clock][k] for k in ("median_s", "ratio", "ratio_q1", "ratio_q3")})
+
+
+def report(results: dict[str, Any], path: Path, docs: bool) -> None:
+    """Print the table and target verdicts; with ``docs``, publish them and the plot."""
     print("\n" + _report.table(results))
     print("\nTargets:")
     for desc, ok in _report.verdicts(results):
         print(f"  {'met   ' if ok else 'MISSED'} {desc}")
-    print(f"\nresults: {out}")
-    if args.docs:
+    print(f"\nresults: {path}")
+    if docs:
         _report.plot(results, IMAGE)
         image = os.path.relpath(IMAGE, DOC.parent)
         if _report.update_docs(results, DOC, image):
             print(f"updated {DOC.relative_to(ROOT)} and {IMAGE.relative_to(ROOT)}")
         else:
             print(f"{DOC} has no {_report.BEGIN} marker; wrote only {IMAGE}")
-    return results
 
 
 def _our_version() -> str:

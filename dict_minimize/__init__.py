@@ -20,7 +20,7 @@ from dict_minimize._errors import (
     OptimizationInterrupted,
 )
 from dict_minimize._methods import METHODS, MethodInfo
-from dict_minimize._result import MinimizeResult
+from dict_minimize._result import LeastSquaresResult, MinimizeResult
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "InvalidDtypeError",
     "InvalidOptionError",
     "InvalidParamsError",
+    "LeastSquaresResult",
     "MethodInfo",
     "MinimizeResult",
     "ObjectiveError",

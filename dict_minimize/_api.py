@@ -30,8 +30,10 @@ _MINIMIZE_DOC = """Minimize a scalar function of a dict of {framework} tensors w
         L-BFGS-B, TNC, COBYLA, COBYQA, SLSQP and trust-constr (the bounded Newton-type choice).
     args : tuple
         Extra arguments passed to ``fun``, ``hessp`` and constraint functions.
-    method : str
+    method : str or None
         Any method of ``scipy.optimize.minimize`` (case-insensitive); default ``"L-BFGS-B"``.
+        ``None`` lets scipy choose, as dict-minimize did: BFGS, L-BFGS-B with bounds, SLSQP
+        with constraints.
     tol : float, optional
         Tolerance for termination, as in scipy.
     callback : callable, optional
@@ -86,7 +88,7 @@ def bind_minimize(
         lb_dict: Mapping[Any, Any] | None = None,
         ub_dict: Mapping[Any, Any] | None = None,
         args: Sequence[Any] = (),
-        method: str = "L-BFGS-B",
+        method: str | None = "L-BFGS-B",
         tol: float | None = None,
         callback: Callable[[Any], Any] | None = None,
         options: Mapping[str, Any] | None = None,
@@ -147,7 +149,8 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
     method : str
         * ``"lm"`` (default): Levenberg-Marquardt in the framework, no bounds.
         * ``"trf"``: the same loop in Coleman-Li scaled variables with reflective steps,
-          staying strictly inside the bounds (after scipy's trust-region reflective).
+          staying strictly inside the bounds (after scipy's trust-region reflective);
+          without bounds it is ``"lm"``.
         * ``"scipy-trf"``, ``"scipy-dogbox"``, ``"scipy-lm"`` (MINPACK): scipy's host solvers
           on the flat float64 vector, with the Jacobian from {jacobian_short}.
     loss : str
@@ -158,8 +161,8 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
     ftol, xtol, gtol : float
         scipy's stopping rules: ``ftol`` on the relative decrease of the cost (with the model
         trusted, ratio > 0.25), ``xtol`` on the step relative to x (both in scaled variables
-        under ``x_scale``), ``gtol`` on the gradient (``"lm"``: MINPACK's cosine between
-        residuals and Jacobian columns; ``"trf"``: ``‖v·g‖∞`` as scipy's trf).
+        under ``x_scale``), ``gtol`` on the gradient (MINPACK's largest cosine between the
+        residuals and a Jacobian column; with bounds ``‖v·g‖∞`` as scipy's trf).
     max_nfev : int, optional
         Residual evaluations at most (default ``100 · n``).
     callback : callable, optional
@@ -196,6 +199,11 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
             ``"auto"`` (default: ``"cg"`` above 10,000 parameters), ``"cholesky"`` or ``"cg"``
             (matrix-free conjugate gradients with Jacobian-vector products; ``cg_tol`` 1e-2,
             ``cg_maxiter`` 100). {matrix_free}
+        ``geodesic`` (False)
+            Geodesic acceleration (Transtrum and Sethna): a second-order correction to each
+            step from one more residual evaluation and a Jacobian-vector product. It follows
+            narrow curved valleys; on a 6-12-10-8-1 tanh MLP (10,000 samples) it reached a
+            36x lower MSE after 50 Jacobians, at 1.3-1.8x the time per Jacobian.
         ``max_iter``
             Iterations (Jacobians) at most; ``progress``: a tqdm bar with the cost.
         The ``"scipy-*"`` methods take ``in_axes``/``batched_args``, ``chunk_size``,

@@ -43,7 +43,7 @@ from dict_minimize.solvers.levenberg_marquardt import (
     LevenbergMarquardt,
     Settings,
 )
-from dict_minimize.solvers.losses import LOSSES, Loss
+from dict_minimize.solvers.losses import Loss
 from dict_minimize.solvers.trust_region import BoundedTrustRegion
 
 IN_FRAMEWORK = ("lm", "trf")
@@ -71,7 +71,7 @@ _SCIPY_OPTIONS = _COMMON_OPTIONS | {"tr_solver", "tr_options", "verbose"}
 
 def _tolerance(name: str, value: Any) -> float:
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool)) or not (
-        0 <= value < math.inf
+        0 <= float(value) < math.inf
     ):
         raise InvalidOptionError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
@@ -119,8 +119,9 @@ def _x_scale(backend: Backend[Any], spec: TreeSpec, value: Any) -> np.ndarray | 
     float64 host vector."""
     if isinstance(value, str):
         if value != "jac":
-            raise InvalidOptionError(f"options['x_scale'] must be 'jac', a number or a dict, "
-                                     f"got {value!r}")
+            raise InvalidOptionError(
+                f"options['x_scale'] must be 'jac', a number or a dict, got {value!r}"
+            )
         return value
     out = np.ones(spec.size)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -161,8 +162,10 @@ def _strictly_inside(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndar
         )
     x = np.clip(x0, lb, ub)
     step = 1e-10 * np.maximum(1.0, np.abs(x))
-    x = np.where((x <= lb) & (lb < ub), np.minimum(lb + step, 0.5 * (lb + ub)), x)
-    x = np.where((x >= ub) & (lb < ub), np.maximum(ub - step, 0.5 * (lb + ub)), x)
+    with np.errstate(invalid="ignore"):  # the midpoint of a half-infinite box is NaN, unused
+        middle = 0.5 * (lb + ub)
+        x = np.where((x <= lb) & (lb < ub), np.fmin(lb + step, middle), x)
+        x = np.where((x >= ub) & (lb < ub), np.fmax(ub - step, middle), x)
     return np.asarray(x)
 
 
@@ -206,8 +209,9 @@ def least_squares(
         raise InvalidOptionError("at least one of ftol, xtol, gtol must exceed machine epsilon")
     max_nfev = _count("max_nfev", max_nfev)
     if callback is not None and not callable(callback):
-        raise InvalidOptionError("callback must be callable: callback(params) or "
-                                 "callback(intermediate_result)")
+        raise InvalidOptionError(
+            "callback must be callable: callback(params) or callback(intermediate_result)"
+        )
     if options is not None and not isinstance(options, Mapping):
         raise InvalidOptionError(f"options must be a dict, got {type(options).__name__}")
     opts = dict(options or {})
@@ -250,8 +254,10 @@ def least_squares(
     )
     if matrix_free:
         if method not in IN_FRAMEWORK:
-            raise InvalidOptionError("the scipy-* methods need the whole Jacobian; use "
-                                     "method='lm' or 'trf' for the matrix-free mode")
+            raise InvalidOptionError(
+                "the scipy-* methods need the whole Jacobian; use "
+                "method='lm' or 'trf' for the matrix-free mode"
+            )
         if not backend.has_autodiff:
             raise InvalidOptionError(
                 f"the matrix-free mode needs Jacobian-vector products, which {backend.name} "
@@ -268,7 +274,10 @@ def least_squares(
     problem = ResidualProblem(
         backend, spec, residual_fn, args, device, loss_obj, in_axes, chunk_size, matrix_free
     )
-    to_device = lambda a: backend.from_numpy(np.asarray(a, np.float64), device, dtype)  # noqa: E731
+
+    def to_device(array: Any) -> Any:
+        return backend.from_numpy(np.asarray(array, np.float64), device, dtype)
+
     x0_flat = to_device(x0)
     _, cost0_t = problem.start(x0_flat)
     problem.nfev = 1
@@ -293,7 +302,15 @@ def least_squares(
 
     if method in IN_FRAMEWORK:
         solver = _in_framework(
-            backend, method, problem, opts, bounds, to_device, x_scale, tols, max_nfev,
+            backend,
+            method,
+            problem,
+            opts,
+            bounds,
+            to_device,
+            x_scale,
+            tols,
+            max_nfev,
             user_callback if callback is not None else None,
         )
     else:
@@ -303,20 +320,60 @@ def least_squares(
         best = solver.x if solver is not None and solver.x is not None else x0_flat
         cost = solver.cost if solver is not None and solver.x is not None else cost0
         return _result(
-            backend, spec, method, best, cost, None, math.nan, status, False, message,
-            problem, 0, None, {}, None, None,
+            backend,
+            spec,
+            method,
+            best,
+            cost,
+            None,
+            math.nan,
+            status,
+            False,
+            message,
+            problem,
+            solver.nit if solver is not None else 0,
+            None,
+            _no_history(),
+            None,
+            None,
         )
 
     try:
         if solver is not None:
             out = solver.run(x0_flat, cost0)
             return _result(
-                backend, spec, method, out.x, out.cost, out.lin, out.optimality, out.status,
-                out.status > 0, out.message, problem, out.nit, bounds, out.history, None, xtol,
+                backend,
+                spec,
+                method,
+                out.x,
+                out.cost,
+                out.lin,
+                out.optimality,
+                out.status,
+                out.status > 0,
+                out.message,
+                problem,
+                out.nit,
+                bounds,
+                out.history,
+                None,
+                xtol,
             )
         return _scipy(
-            backend, spec, method, problem, x0, bounds, loss, f_scale, tols, max_nfev,
-            x_scale, opts, user_callback if callback is not None else None, to_device,
+            backend,
+            spec,
+            method,
+            problem,
+            x0,
+            bounds,
+            loss,
+            f_scale,
+            tols,
+            max_nfev,
+            x_scale,
+            opts,
+            user_callback if callback is not None else None,
+            to_device,
         )
     except KeyboardInterrupt:
         raise OptimizationInterrupted(
@@ -326,7 +383,7 @@ def least_squares(
         if not hasattr(exc, "result"):
             try:
                 exc.result = partial(  # type: ignore[attr-defined]
-                    STATUS_OBJECTIVE_RAISED, f"residual_fn raised {exc!r}"
+                    STATUS_OBJECTIVE_RAISED, f"the run stopped on {exc!r}"
                 )
                 exc.add_note(
                     "dict_minimize: the best point found before this error is in the "
@@ -361,10 +418,11 @@ def _in_framework(
         )
     eigh_after = opts.pop("eigh_after", 2)
     if eigh_after is not None and (not isinstance(eigh_after, int) or eigh_after < 0):
-        raise InvalidOptionError(f"options['eigh_after'] must be an int >= 0 or None, got "
-                                 f"{eigh_after!r}")
+        raise InvalidOptionError(
+            f"options['eigh_after'] must be an int >= 0 or None, got {eigh_after!r}"
+        )
     cg_tol = opts.pop("cg_tol", 1e-2)
-    if not (isinstance(cg_tol, numbers.Real) and 0 < cg_tol < 1):
+    if not (isinstance(cg_tol, numbers.Real) and 0 < float(cg_tol) < 1):
         raise InvalidOptionError(f"options['cg_tol'] must be in (0, 1), got {cg_tol!r}")
     settings = Settings(
         ftol=tols[0],
@@ -412,16 +470,19 @@ def _scipy(
 ) -> LeastSquaresResult:
     if method == "scipy-lm":
         if loss != "linear":
-            raise InvalidOptionError("method 'scipy-lm' (MINPACK) supports only loss='linear'; "
-                                     "use 'lm', 'trf' or 'scipy-trf' for robust losses")
+            raise InvalidOptionError(
+                "method 'scipy-lm' (MINPACK) supports only loss='linear'; "
+                "use 'lm', 'trf' or 'scipy-trf' for robust losses"
+            )
         if problem.m < problem.n:
             raise InvalidOptionError(
                 f"method 'scipy-lm' needs at least as many residuals as parameters "
                 f"({problem.m} < {problem.n}); use 'lm' or 'scipy-trf'"
             )
         if callback is not None:
-            raise InvalidOptionError("scipy's MINPACK 'lm' takes no callback; use 'scipy-trf' "
-                                     "or the in-framework 'lm'")
+            raise InvalidOptionError(
+                "scipy's MINPACK 'lm' takes no callback; use 'scipy-trf' or the in-framework 'lm'"
+            )
     host_cb = None
     if callback is not None:
 
@@ -430,8 +491,19 @@ def _scipy(
 
     nfev_before = problem.nfev
     res = scipy_least_squares.run(
-        problem, method, x0, bounds, loss, f_scale, tols[0], tols[1], tols[2], max_nfev,
-        x_scale, opts, host_cb,
+        problem,
+        method,
+        x0,
+        bounds,
+        loss,
+        f_scale,
+        tols[0],
+        tols[1],
+        tols[2],
+        max_nfev,
+        x_scale,
+        opts,
+        host_cb,
     )
     problem.nfev = nfev_before + int(res.nfev)
     x_flat = to_device(res.x)
@@ -439,12 +511,30 @@ def _scipy(
     status = int(res.status)
     message = str(res.message) if status != STATUS_CALLBACK else MESSAGES[STATUS_CALLBACK]
     out = _result(
-        backend, spec, method, x_flat, float(res.cost), lin, float(res.optimality), status,
-        bool(res.success), message, problem, int(getattr(res, "nit", 0) or 0), bounds, {}, res,
+        backend,
+        spec,
+        method,
+        x_flat,
+        float(res.cost),
+        lin,
+        float(res.optimality),
+        status,
+        bool(res.success),
+        message,
+        problem,
+        int(getattr(res, "nit", 0) or 0),
+        bounds,
+        _no_history(),
+        res,
         tols[1],
     )
     out["nfev"], out["njev"] = int(res.nfev), int(res.njev or 0)
     return out
+
+
+def _no_history() -> dict[str, list[float]]:
+    # Empty lists, not an empty dict: scipy's OptimizeResult repr fails on an empty mapping.
+    return {"cost": [], "damping": [], "nfev": []}
 
 
 def _result(
@@ -474,11 +564,14 @@ def _result(
         lb, ub = bounds
         rtol = xtol if xtol else 1e-10
         mask = np.zeros(spec.size)
-        mask[(x - lb) <= rtol * np.maximum(1.0, np.abs(lb))] = -1
-        mask[(ub - x) <= rtol * np.maximum(1.0, np.abs(ub))] = 1
+        with np.errstate(invalid="ignore"):  # inf - inf where a bound is absent
+            mask[np.isfinite(lb) & ((x - lb) <= rtol * np.maximum(1.0, np.abs(lb)))] = -1
+            mask[np.isfinite(ub) & ((ub - x) <= rtol * np.maximum(1.0, np.abs(ub)))] = 1
         active = spec.unflatten(
-            [mask[leaf.offset : leaf.offset + leaf.size].reshape(leaf.shape).astype(int)
-             for leaf in spec.leaves]
+            [
+                mask[leaf.offset : leaf.offset + leaf.size].reshape(leaf.shape).astype(int)
+                for leaf in spec.leaves
+            ]
         )
     return LeastSquaresResult(
         x=tree(x_flat),

@@ -117,7 +117,7 @@ def minimize(
     lb_dict: Mapping[Any, Any] | None = None,
     ub_dict: Mapping[Any, Any] | None = None,
     args: Sequence[Any] = (),
-    method: str = "L-BFGS-B",
+    method: str | None = "L-BFGS-B",
     tol: float | None = None,
     callback: Callable[[Any], Any] | None = None,
     options: Mapping[str, Any] | None = None,
@@ -127,6 +127,9 @@ def minimize(
     full_output: bool = False,
 ) -> Any:
     """Implementation behind every ``*_api.minimize``; see the docstring there."""
+    if method is None:  # dict-minimize 0.0.4's default: scipy's own choice
+        bounded = lb_dict is not None or ub_dict is not None
+        method = "SLSQP" if constraints else "L-BFGS-B" if bounded else "BFGS"
     info = method_info(method)
     _check_call(backend, info, fun, jac, hessp, callback)
     if options is not None and not isinstance(options, Mapping):
@@ -238,6 +241,8 @@ def minimize(
         x, fun_value = obj.best_x(x0), obj.best_fun
         success = False
         message = f"{message} (the final point was not finite; x is the best finite point seen)"
+    if not full_output:  # only the dict: skip the gradient dict and the result object
+        return obj.tree(x)
     # trust-constr keeps the objective's gradient in ``grad`` (its ``jac`` is the constraints').
     grad_field = "grad" if info.name == "trust-constr" else "jac"
     grad = getattr(res, grad_field, None) if info.gradient else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -85,14 +85,15 @@ class Objective:
     def tree_to_flat(self, tree: Any, what: str) -> Any:
         """Validate a dict shaped like x0 (gradient, Hessian product) and ravel it on device."""
         backend, spec = self.backend, self.spec
-        values = spec.match(tree, what, is_leaf=backend.is_leaf)
+        is_leaf, leaf_meta = backend.is_leaf, backend.leaf_meta  # bound once: every evaluation
+        values = spec.match(tree, what, is_leaf=is_leaf)
         for leaf, value in zip(spec.leaves, values):
-            if not backend.is_leaf(value):
+            if not is_leaf(value):
                 raise ObjectiveError(
                     f"{format_path(leaf.path, what)} is a {type(value).__name__}; it must be a "
                     f"{backend.name} tensor of shape {leaf.shape}"
                 )
-            shape = backend.leaf_meta(value)[0]
+            shape = leaf_meta(value)[0]
             if tuple(shape) != leaf.shape:
                 raise ObjectiveError(
                     f"{format_path(leaf.path, what)} has shape {tuple(shape)} but "
@@ -209,10 +210,9 @@ class Objective:
             loss, grad = self._call_user(flat)
             grad_flat = self.tree_to_flat(grad, "gradient")
         value, grad_host = self._host(loss, grad_flat)
-        grad_host = cast(np.ndarray, grad_host)
         if not self._checked:
             self._first_check(value, grad_host)
-        return self._record(value, flat), grad_host
+        return self._record(value, flat), grad_host  # type: ignore[return-value]
 
     # -- second order -----------------------------------------------------------------------
     @property
@@ -259,6 +259,8 @@ class Objective:
 
 def check_x0_finite(spec: TreeSpec, x0: np.ndarray) -> None:
     """Refuse NaN/Inf in x0, naming the first offending key and element."""
+    if np.isfinite(x0).all():
+        return
     bad = np.flatnonzero(~np.isfinite(x0))
     if bad.size:
         raise InvalidParamsError(

@@ -114,6 +114,11 @@ class TreeSpec:
         InvalidParamsError
             On a non-mapping, an unknown key, or (unless ``allow_missing``) a missing key.
         """
+        if self.flat and isinstance(tree, Mapping) and len(tree) == len(self.leaves):
+            try:  # fast path (every evaluation's gradient): same keys, any order
+                return [tree[key] for key in self.keys]
+            except KeyError:
+                pass
         out: list[Any] = [None] * len(self.leaves)
         leaf_test = is_leaf or (lambda v: not isinstance(v, Mapping))
 
@@ -149,11 +154,6 @@ class TreeSpec:
                 else:
                     visit(value, child, path + (key,))
 
-        if self.flat and isinstance(tree, Mapping) and len(tree) == len(self.leaves):
-            try:  # fast path: same keys, any order
-                return [tree[leaf.path[0]] for leaf in self.leaves]
-            except KeyError:
-                pass
         visit(tree, self.root, ())
         return out
 

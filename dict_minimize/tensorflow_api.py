@@ -5,11 +5,13 @@ result holds tensors; :func:`dict_minimize.models.keras.dict_to_model` writes th
 ``jac=False`` the objective runs in a ``tf.function`` traced once per call.
 """
 
-from dict_minimize._api import bind_minimize
+from dict_minimize._api import bind_least_squares, bind_minimize
 from dict_minimize.backends.tensorflow import TensorflowBackend
 
+_BACKEND = TensorflowBackend()
+
 minimize = bind_minimize(
-    TensorflowBackend(),
+    _BACKEND,
     autodiff="``tf.GradientTape`` differentiates it inside a ``tf.function`` traced once per "
     "call (the objective may itself be a ``tf.function``)",
     hessp_default="with ``jac=False`` TensorFlow supplies products (forward over reverse) and "
@@ -20,7 +22,8 @@ minimize = bind_minimize(
     >>> x0 = {"w": tf.Variable(tf.zeros(3)), "b": tf.ones((), dtype=tf.float64)}
     >>> target = tf.constant([1.0, 2.0, 3.0])
     >>> def loss(params):
-    ...     return tf.reduce_sum((params["w"] - target) ** 2) + tf.cast(params["b"] ** 2, tf.float32)
+    ...     b = tf.cast(params["b"], tf.float32)
+    ...     return tf.reduce_sum((params["w"] - target) ** 2) + b**2
     >>> res = minimize(loss, x0, jac=False, method="trust-ncg", full_output=True)
     >>> res.success, res.x["w"].dtype.name, [round(v, 4) for v in res.x["w"].numpy().tolist()]
     (True, 'float32', [1.0, 2.0, 3.0])
@@ -28,4 +31,23 @@ minimize = bind_minimize(
     [0.0, 0.0, 0.0]""",
 )
 
-__all__ = ["minimize"]
+least_squares = bind_least_squares(
+    _BACKEND,
+    jacobian="``tf.GradientTape``: per sample by ``tf.vectorized_map`` of reverse mode when "
+    "batched args are declared, else ``tape.jacobian``, each traced once",
+    jacobian_short="tf.GradientTape",
+    matrix_free="Products come from ``tf.autodiff.ForwardAccumulator`` and "
+    "``tf.GradientTape``, each traced once.",
+    example="""    >>> import tensorflow as tf
+    >>> from dict_minimize.tensorflow_api import least_squares
+    >>> t = tf.linspace(tf.constant(0.0, tf.float64), 3.0, 20)
+    >>> y = 2.0 * tf.exp(-1.5 * t)
+    >>> def residual_fn(p, t, y):
+    ...     return p["a"] * tf.exp(-p["k"] * t) - y
+    >>> x0 = {"a": tf.ones((), tf.float64), "k": tf.ones((), tf.float64)}
+    >>> res = least_squares(residual_fn, x0, args=(t, y), options={"batched_args": (0, 1)})
+    >>> res.success, round(float(res.x["a"]), 6), round(float(res.x["k"]), 6)
+    (True, 2.0, 1.5)""",
+)
+
+__all__ = ["least_squares", "minimize"]

@@ -25,33 +25,33 @@ def example_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every example takes.
 
     ``--quick`` (a few-second run, what the test suite executes), ``--seed``, ``--out-dir``
-    (where the PNG figures go; created if needed) and ``--threads`` (intra-op threads of the
-    framework; 1 is the fastest for these small models on a shared CPU).
+    (where the PNG figures go; created if needed) and ``--threads`` (threads of the framework
+    and of BLAS; 1, the default, is the fastest for these small models on a small shared CPU;
+    0 leaves every library's default).
     """
     summary = (doc or "").strip().splitlines()[0] if doc else None
-    parser = argparse.ArgumentParser(
-        description=summary, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small, few-second run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser = argparse.ArgumentParser(description=summary)
+    parser.add_argument("--quick", action="store_true", help="a small, fast run (the tests')")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
     parser.add_argument(
-        "--out-dir", type=Path, default=Path("."), help="directory for the PNG figures"
+        "--out-dir", type=Path, default=Path("."), help="directory for the PNG figures (.)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="framework intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads of the framework and of BLAS (1; 0 leaves the libraries' defaults)",
+    )
     return parser
 
 
-def format_number(value: object, digits: int = 4) -> str:
-    """Numbers with ``digits`` significant digits (scientific when tiny), anything else as str."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and abs(value) < 10 ** -(digits - 1):
-        return f"{value:.{digits - 2}e}"
-    return f"{value:.{digits}g}" if abs(value) >= 10**digits else f"{value:.{digits}f}"
+def format_number(value: object) -> str:
+    """Floats with 4 decimals (scientific below 1e-3), anything else as ``str``."""
+    if isinstance(value, float) and math.isfinite(value):
+        if value == 0:
+            return "0"
+        return f"{value:.2e}" if abs(value) < 1e-3 else f"{value:.4f}"
+    return str(value)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -87,8 +87,10 @@ def limit_threads(n: int) -> None:
     On a small, shared CPU, idle BLAS threads spinning against other processes can make
     each small solver step (scipy's L-BFGS-B included) ten times slower. The frameworks
     have their own setting (``torch.set_num_threads``, TensorFlow's threading config).
+    ``n = 0`` changes nothing.
     """
-    threadpool_limits(n)
+    if n > 0:
+        threadpool_limits(n)
 
 
 @contextmanager

@@ -21,18 +21,20 @@ What it shows
     shows the bounds at work: there a or b ends at its bound 0 on about one split in eight.
 
 How to run
-    python examples/beta_calibration.py                        # 50 splits, about 10 s
-    python examples/beta_calibration.py --quick                # 5 splits, about 3 s
+    python examples/beta_calibration.py                        # 50 splits, about 15 s
+    python examples/beta_calibration.py --quick                # 5 splits, about 8 s
     python examples/beta_calibration.py --out-dir docs/img     # the committed figure
 
 What to expect
-    A table of test log-loss, Brier score and expected calibration error (ECE, 10 equal-width
-    bins), mean ± standard deviation over the splits: beta calibration cuts the log-loss of
-    naive Bayes from about 0.63 to 0.17 and has the lowest log-loss and Brier score of the
-    four; isotonic regression, whose exact 0s and 1s make each confident mistake cost ~36
-    nats, does not improve the log-loss. Below the table: the fitted parameters and how often
-    the bounds bind. Figure ``beta_calibration.png``: the reliability diagram of the pooled
-    test predictions, with a histogram of the predicted probabilities.
+    A table of test log-loss, Brier score, expected calibration error (ECE, 10 equal-width
+    bins) and accuracy, mean ± standard deviation over the splits: beta calibration cuts the
+    log-loss of naive Bayes from about 0.63 to 0.17 and has the lowest log-loss and Brier
+    score of the four; isotonic regression, whose exact 0s and 1s make each confident mistake
+    cost 36 nats, does not improve the log-loss. The coarse ECE barely moves under beta
+    calibration (Platt and isotonic do better there), and accuracy stays at about 94%.
+    Below the table: the median fitted parameters and how often the bounds bind. Figure
+    ``beta_calibration.png``: the reliability diagram of the pooled test predictions with
+    their histogram, and each method's calibration map against the classifier's log-odds.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class SplitResult:
 class Summary:
     """What a run returns (the test suite asserts on it)."""
 
-    metrics: dict[str, np.ndarray]  # method -> (n_splits, 3): log-loss, Brier, ECE
+    metrics: dict[str, np.ndarray]  # method -> (n_splits, 4): log-loss, Brier, ECE, accuracy
     splits: list[SplitResult] = field(repr=False)
     seconds: float
 
@@ -101,9 +103,14 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = N_BIN
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Log-loss, Brier score and ECE of the probabilities ``p`` of the positive class."""
+    """Log-loss, Brier score, ECE and accuracy of the probabilities ``p`` of the positive class."""
     return np.array(
-        [log_loss(y, p, labels=[0, 1]), brier_score_loss(y, p), expected_calibration_error(y, p)]
+        [
+            log_loss(y, p, labels=[0, 1]),
+            brier_score_loss(y, p),
+            expected_calibration_error(y, p),
+            np.mean((p > 0.5) == y),
+        ]
     )
 
 
@@ -262,11 +269,17 @@ def reliability_figure(splits: list[SplitResult], title: str) -> Figure:
 
 def main(argv: list[str] | None = None) -> Summary:
     parser = example_parser(__doc__)
-    parser.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="naive-bayes")
-    parser.add_argument("--splits", type=int, help="random splits (default 50; 5 with --quick)")
+    parser.add_argument(
+        "--classifier",
+        choices=sorted(CLASSIFIERS),
+        default="naive-bayes",
+        help="the classifier to calibrate (naive-bayes)",
+    )
+    parser.add_argument("--splits", type=int, help="random splits (50; 5 with --quick)")
     args = parser.parse_args(argv)
     limit_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     n_splits = args.splits or (5 if args.quick else 50)
 
     start = time.perf_counter()
@@ -284,7 +297,7 @@ def main(argv: list[str] | None = None) -> Summary:
     print_table(
         f"Breast cancer ({len(data.target)} samples), {classifier}: test scores, mean ± std "
         f"over {n_splits} random splits (train 50% / calibrate 15% / test 35%)",
-        ["method", "log-loss", "Brier", "ECE"],
+        ["method", "log-loss", "Brier", "ECE", "accuracy"],
         [
             [name, *(f"{m:.4f} ± {s:.4f}" for m, s in zip(v.mean(0), v.std(0)))]
             for name, v in metrics.items()

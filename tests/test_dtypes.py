@@ -29,24 +29,31 @@ def _x0(case: Case, dtypes: dict[str, str]) -> OrderedDict[str, Any]:
     return OrderedDict((k, case.tensor(np.zeros_like(TARGET[k]), dtypes[k])) for k in TARGET)
 
 
-def _meta(case: Case, tree: Any) -> list[tuple[Any, ...]]:
-    return [
-        (k, *(tuple(m) if i == 0 else m for i, m in enumerate(case.backend.leaf_meta(v))))
-        for k, v in tree.items()
-    ]
+def _meta(case: Case, tree: Any, device: bool = True) -> list[tuple[Any, ...]]:
+    """(key, shape, dtype[, device]) of each tensor of a flat dict."""
+    out = []
+    for key, value in tree.items():
+        shape, dtype, where = case.backend.leaf_meta(value)
+        out.append((key, tuple(shape), dtype, where) if device else (key, tuple(shape), dtype))
+    return out
 
 
 def _recording_objective(case: Case, x0: Any, seen: list[Any], jac: bool) -> Any:
-    """``sum((x - target)**2)`` that records the layout of every params dict it is given."""
+    """``sum((x - target)**2)`` that records the layout of every params dict it is given.
+
+    With ``jac=False`` a compiling backend calls it on symbolic tensors (tracers), which
+    carry shapes and dtypes but no device, so only those are recorded.
+    """
     targets = {
         k: case.tensor(TARGET[k], case.backend.dtype_name(case.backend.leaf_meta(v)[1]))
         for k, v in x0.items()
     }
 
     def fun(params: Any) -> Any:
-        seen.append(_meta(case, params))
+        seen.append(_meta(case, params, device=jac))
         diffs = {k: params[k] - targets[k] for k in targets}
-        loss = sum(case.xp.sum(d * d) for d in diffs.values())
+        f64 = case.dtypes["float64"]  # add mixed-dtype terms in float64
+        loss = sum(case.backend.cast(case.xp.sum(d * d), f64) for d in diffs.values())
         return (loss, {k: 2 * d for k, d in diffs.items()}) if jac else loss
 
     return fun
@@ -64,8 +71,10 @@ def _run(case: Case, dtypes: dict[str, str], jac: bool) -> tuple[Any, Any, list[
     return x0, res, seen
 
 
-def _check(case: Case, x0: Any, res: Any, seen: list[Any], dtypes: dict[str, str]) -> None:
-    assert seen and all(meta == _meta(case, x0) for meta in seen)
+def _check(
+    case: Case, x0: Any, res: Any, seen: list[Any], dtypes: dict[str, str], jac: bool
+) -> None:
+    assert seen and all(meta == _meta(case, x0, device=jac) for meta in seen)
     assert isinstance(res.x, OrderedDict)
     assert _meta(case, res.x) == _meta(case, x0)
     assert isinstance(res.fun, float)
@@ -80,7 +89,7 @@ def test_user_gradient_in_each_dtype(case: Case, dtype: str) -> None:
     _dtype(case, dtype)
     dtypes = dict.fromkeys(TARGET, dtype)
     x0, res, seen = _run(case, dtypes, jac=True)
-    _check(case, x0, res, seen, dtypes)
+    _check(case, x0, res, seen, dtypes, jac=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -88,7 +97,7 @@ def test_autodiff_in_each_dtype(autodiff_case: Case, dtype: str) -> None:
     _dtype(autodiff_case, dtype)
     dtypes = dict.fromkeys(TARGET, dtype)
     x0, res, seen = _run(autodiff_case, dtypes, jac=False)
-    _check(autodiff_case, x0, res, seen, dtypes)
+    _check(autodiff_case, x0, res, seen, dtypes, jac=False)
 
 
 @pytest.mark.parametrize("jac", [True, False], ids=["user-grad", "autodiff"])
@@ -99,7 +108,7 @@ def test_mixed_dtypes(case: Case, jac: bool) -> None:
     names = [n for n in DTYPES if n in case.dtypes]
     dtypes = dict(zip(TARGET, ["float64", names[0], "float32"]))
     x0, res, seen = _run(case, dtypes, jac=jac)
-    _check(case, x0, res, seen, dtypes)
+    _check(case, x0, res, seen, dtypes, jac)
 
 
 def test_results_do_not_alias_x0_or_each_other(case: Case) -> None:

@@ -3,7 +3,9 @@
 The core (trees, bounds, the scipy bridge, the solvers) is written once against
 :class:`Backend`. A framework implements the abstract primitives below: transfers, a few
 array operations, and autodiff builders. Everything built from them (packing a tree into one
-flat vector, the flat objective's derivatives) is implemented here once.
+flat vector, the flat objective's derivatives) is implemented here once. The in-framework
+least-squares solvers need a second, separate set (:data:`SOLVER_PRIMITIVES` and
+:data:`SOLVER_AUTODIFF`): dense linear algebra, reductions and Jacobian builders.
 
 Conventions
 -----------
@@ -205,7 +207,8 @@ class Backend(ABC, Generic[T]):
         raise _missing(self, "arctan")
 
     def where(self, cond: T, a: T | float, b: T | float) -> T:
-        """Elementwise ``a if cond else b``; ``cond`` is a boolean tensor."""
+        """Elementwise ``a if cond else b``; ``cond`` is a boolean tensor and at least one of
+        ``a``, ``b`` a tensor (the other may be a Python float)."""
         raise _missing(self, "where")
 
     def maximum(self, a: T, b: T | float) -> T:
@@ -265,7 +268,8 @@ class Backend(ABC, Generic[T]):
     def host(self, *scalars: T) -> np.ndarray:
         """Bring several device scalars to the host in one transfer (one sync), as float64."""
         parts = [self.reshape(s, (1,)) for s in scalars]
-        return np.asarray(self.to_numpy(self.concat(parts)), dtype=np.float64)
+        joined = parts[0] if len(parts) == 1 else self.concat(parts)
+        return np.asarray(self.to_numpy(joined), dtype=np.float64)
 
     def dot(self, a: T, b: T) -> T:
         """``aᵀb`` of two vectors, a scalar."""

@@ -25,12 +25,17 @@ from dict_minimize._errors import InvalidDtypeError
 from dict_minimize._tree import Leaf, Path, TreeSpec, format_path
 from dict_minimize.backends._protocol import Backend, FlatFn
 
-
 _reshape = jax.jit(jnp.reshape, static_argnums=1)
 _cast = jax.jit(lambda tensor, dtype: tensor.astype(dtype), static_argnums=1)
 _concat = jax.jit(lambda tensors: jax.lax.concatenate(tensors, 0))
 _slice = jax.jit(lambda tensor, start, stop: tensor[start:stop], static_argnums=(1, 2))
 _split = jax.jit(lambda flat, sizes: jax.lax.split(flat, sizes), static_argnums=1)
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.jit`` with a type mypy can see."""
+    compiled: Callable[..., Any] = jax.jit(fn)
+    return compiled
 
 
 def _scalar(f: FlatFn) -> FlatFn:
@@ -58,7 +63,7 @@ def _compiled_packer(
     """The protocol's ravel/unravel for one layout, jit-compiled."""
     spec = _layout_spec(layout)
     if kind == "ravel":
-        return jax.jit(functools.partial(Backend.ravel, backend, spec=spec, dtype=dtype))
+        return _jit(functools.partial(Backend.ravel, backend, spec=spec, dtype=dtype))
     return jax.jit(functools.partial(Backend.unravel, backend, spec=spec))
 
 
@@ -89,7 +94,7 @@ class JaxBackend(Backend[jax.Array]):
         return tuple(value.shape), value.dtype, device
 
     def dtype_name(self, dtype: Any) -> str:
-        return jnp.dtype(dtype).name
+        return str(jnp.dtype(dtype).name)
 
     def flat_dtype(self, device: Any) -> Any:
         # float64 when jax_enable_x64 is on (read, never set), else float32.
@@ -131,7 +136,7 @@ class JaxBackend(Backend[jax.Array]):
         return _slice(tensor, start, stop)
 
     def split(self, flat: jax.Array, sizes: tuple[int, ...]) -> list[jax.Array]:
-        return _split(flat, tuple(sizes))
+        return list(_split(flat, tuple(sizes)))
 
     # Packing and unpacking compile once per layout (shapes and dtypes), shared by every call
     # with that layout: one dispatch per evaluation instead of one per leaf.
@@ -148,14 +153,15 @@ class JaxBackend(Backend[jax.Array]):
         return self._packer("ravel", spec, jnp.dtype(dtype))(list(leaves))  # type: ignore[no-any-return]
 
     def unravel(self, flat: jax.Array, spec: TreeSpec) -> list[jax.Array]:
-        return self._packer("unravel", spec)(flat)  # type: ignore[no-any-return]
+        leaves: list[jax.Array] = self._packer("unravel", spec)(flat)
+        return leaves
 
     # -- autodiff builders: each jit-compiles once, on its first call ----------------------
     def value_fn(self, f: FlatFn) -> FlatFn:
-        return jax.jit(f)
+        return _jit(f)
 
     def value_and_grad_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Any]]:
-        return jax.jit(jax.value_and_grad(_scalar(f)))
+        return _jit(jax.value_and_grad(_scalar(f)))
 
     def hvp_fn(self, f: FlatFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
         grad = jax.grad(_scalar(f))
@@ -164,10 +170,10 @@ class JaxBackend(Backend[jax.Array]):
             # Forward over reverse: one gradient pass carrying a tangent, no n x n matrix.
             return jax.jvp(grad, (flat,), (v,))[1]
 
-        return jax.jit(hvp)
+        return _jit(hvp)
 
     def hessian_fn(self, f: FlatFn) -> Callable[[jax.Array], jax.Array]:
-        return jax.jit(jax.hessian(_scalar(f)))
+        return _jit(jax.hessian(_scalar(f)))
 
     def jacobian_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Any]]:
         def jacobian(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -179,4 +185,122 @@ class JaxBackend(Backend[jax.Array]):
                 jac = jax.jacfwd(f)(flat)
             return value, jac
 
-        return jax.jit(jacobian)
+        return _jit(jacobian)
+
+    def jacfwd_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Any]]:
+        jac = jax.jacfwd(lambda flat: (f(flat), f(flat)), has_aux=True)  # f traced once
+
+        def jacobian(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+            j, value = jac(flat)
+            return value, j
+
+        return _jit(jacobian)
+
+    def per_sample_jacobian_fn(
+        self, f: Callable[..., Any], in_axes: Sequence[int | None]
+    ) -> Callable[..., tuple[Any, Any]]:
+        axes = tuple(in_axes)
+
+        def one_sample(leaves: list[jax.Array], *args: Any) -> tuple[Any, Any]:
+            # vmap strips the batch axis; put back a batch of one so f sees its usual layout.
+            batch = [a if ax is None else jnp.expand_dims(a, ax) for a, ax in zip(args, axes)]
+            r = f(leaves, *batch)
+            return r, r
+
+        jac = jax.vmap(jax.jacrev(one_sample, has_aux=True), in_axes=(None, *axes))
+
+        def rows(leaves: list[jax.Array], *args: Any) -> tuple[jax.Array, jax.Array]:
+            grads, r = jac(leaves, *args)
+            r = jnp.reshape(r, (-1,))
+            j = jnp.concatenate([jnp.reshape(g, (r.size, -1)).astype(r.dtype) for g in grads], 1)
+            return r, j
+
+        compiled = jax.jit(rows)  # once per chunk shape (the last chunk may be shorter)
+        return lambda leaves, *args: compiled(list(leaves), *args)
+
+    def jvp_fn(self, f: FlatFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        return _jit(lambda flat, v: jax.jvp(f, (flat,), (v,))[1])
+
+    def vjp_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Callable[[Any], Any]]]:
+        # jax.vjp's pullback is a pytree (its leaves are the linearization's residuals), so
+        # linearizing and applying are each compiled once and products reuse the residuals.
+        linearize = jax.jit(lambda flat: jax.vjp(f, flat))
+        apply = jax.jit(lambda pullback, u: pullback(u)[0])
+
+        def vjp(flat: jax.Array) -> tuple[jax.Array, Callable[[Any], Any]]:
+            value, pullback = linearize(flat)
+            return value, lambda u: apply(pullback, u)
+
+        return vjp
+
+    # -- solver primitives (eager; the solvers call each a few times per iteration) ----------
+    def zeros(self, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
+        return jnp.zeros(shape, like.dtype, device=_placement(like))
+
+    def eye(self, n: int, like: jax.Array) -> jax.Array:
+        return jnp.eye(n, dtype=like.dtype, device=_placement(like))
+
+    def matmul(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return a @ b
+
+    def gram(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return _gram(a, b)
+
+    def diagonal(self, a: jax.Array) -> jax.Array:
+        return jnp.diagonal(a)
+
+    def sum(self, a: jax.Array) -> jax.Array:
+        return jnp.sum(a)
+
+    def amax(self, a: jax.Array) -> jax.Array:
+        return jnp.max(a)  # NaN propagates
+
+    def sqrt(self, a: jax.Array) -> jax.Array:
+        return jnp.sqrt(a)
+
+    def abs(self, a: jax.Array) -> jax.Array:
+        return jnp.abs(a)
+
+    def log1p(self, a: jax.Array) -> jax.Array:
+        return jnp.log1p(a)
+
+    def arctan(self, a: jax.Array) -> jax.Array:
+        return jnp.arctan(a)
+
+    def where(self, cond: jax.Array, a: Any, b: Any) -> jax.Array:
+        return jnp.where(cond, a, b)
+
+    def maximum(self, a: jax.Array, b: Any) -> jax.Array:
+        return jnp.maximum(a, b)  # NaN propagates
+
+    def minimum(self, a: jax.Array, b: Any) -> jax.Array:
+        return jnp.minimum(a, b)
+
+    def cholesky_solve(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return _cholesky_solve(a, b)
+
+    def eigh(self, a: jax.Array) -> tuple[jax.Array, jax.Array]:
+        w, q = jnp.linalg.eigh(a)
+        return w, q
+
+    def slice_axis(self, tensor: jax.Array, start: int, stop: int, axis: int) -> jax.Array:
+        return jax.lax.slice_in_dim(tensor, start, stop, axis=axis)
+
+
+def _placement(like: jax.Array) -> Any:
+    """Where a new array beside ``like`` goes (None inside a trace: the trace decides)."""
+    return None if isinstance(like, jax.core.Tracer) else _device_of(like.sharding)
+
+
+# aᵀb without materializing the transpose (XLA contracts over the first axes).
+_gram = jax.jit(lambda a, b: jnp.tensordot(a, b, axes=((0,), (0,))))
+
+
+def _cholesky_solve_impl(a: jax.Array, b: jax.Array) -> jax.Array:
+    # A matrix that is not positive definite gives a NaN factor, hence a NaN solution: JAX's
+    # Cholesky reports failure that way instead of raising, as the protocol asks.
+    factor = jnp.linalg.cholesky(a)
+    return jax.scipy.linalg.cho_solve((factor, True), b)
+
+
+_cholesky_solve = jax.jit(_cholesky_solve_impl)

@@ -17,6 +17,9 @@ import scipy.linalg
 from dict_minimize._tree import TreeSpec
 from dict_minimize.backends._protocol import Backend, FlatFn
 
+# A tuple, not ``np.ndarray | np.generic``: an inline union is rebuilt on every isinstance.
+_LEAF_TYPES = (np.ndarray, np.generic)
+
 
 @functools.cache  # np.dtype(...).name is computed in Python on every access
 def _dtype_name(dtype: Any) -> str:
@@ -30,10 +33,10 @@ class NumpyBackend(Backend[np.ndarray]):
     has_autodiff = False
 
     def is_leaf(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray | np.generic)
+        return isinstance(value, _LEAF_TYPES)
 
     def leaf_meta(self, value: Any) -> tuple[tuple[int, ...], Any, Any]:
-        if isinstance(value, np.ndarray | np.generic):  # attribute reads: per-evaluation path
+        if isinstance(value, _LEAF_TYPES):  # attribute reads: per-evaluation path
             return value.shape, value.dtype, "cpu"
         return np.shape(value), np.asarray(value).dtype, "cpu"
 
@@ -50,8 +53,9 @@ class NumpyBackend(Backend[np.ndarray]):
         return np.asarray(tensor)
 
     def reshape(self, tensor: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        # The method skips np.reshape's dispatch wrapper (per-evaluation path).
-        return tensor.reshape(shape) if isinstance(tensor, np.ndarray) else np.reshape(tensor, shape)
+        if isinstance(tensor, np.ndarray):  # the method skips np.reshape's dispatch wrapper
+            return tensor.reshape(shape)
+        return np.reshape(tensor, shape)
 
     def cast(self, tensor: np.ndarray, dtype: Any) -> np.ndarray:
         return tensor if tensor.dtype == dtype else tensor.astype(dtype)
@@ -123,40 +127,40 @@ class NumpyBackend(Backend[np.ndarray]):
         return np.eye(n, dtype=like.dtype)
 
     def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a @ b
+        return np.asarray(a @ b)
 
     def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a.T @ b
+        return np.asarray(a.T @ b)
 
     def diagonal(self, a: np.ndarray) -> np.ndarray:
         return np.diagonal(a).copy()
 
     def sum(self, a: np.ndarray) -> np.ndarray:
-        return np.sum(a)
+        return np.asarray(np.sum(a))
 
     def amax(self, a: np.ndarray) -> np.ndarray:
-        return np.max(a)
+        return np.asarray(np.max(a))
 
     def sqrt(self, a: np.ndarray) -> np.ndarray:
-        return np.sqrt(a)
+        return np.asarray(np.sqrt(a))
 
     def abs(self, a: np.ndarray) -> np.ndarray:
-        return np.abs(a)
+        return np.asarray(np.abs(a))
 
     def log1p(self, a: np.ndarray) -> np.ndarray:
-        return np.log1p(a)
+        return np.asarray(np.log1p(a))
 
     def arctan(self, a: np.ndarray) -> np.ndarray:
-        return np.arctan(a)
+        return np.asarray(np.arctan(a))
 
     def where(self, cond: np.ndarray, a: Any, b: Any) -> np.ndarray:
-        return np.where(cond, a, b)
+        return np.asarray(np.where(cond, a, b))
 
     def maximum(self, a: np.ndarray, b: Any) -> np.ndarray:
-        return np.maximum(a, b)
+        return np.asarray(np.maximum(a, b))
 
     def minimum(self, a: np.ndarray, b: Any) -> np.ndarray:
-        return np.minimum(a, b)
+        return np.asarray(np.minimum(a, b))
 
     def cholesky_solve(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
 from dict_minimize.backends._protocol import Backend, FlatFn
 
@@ -32,14 +33,14 @@ def _traced_once(body: Callable[..., Any]) -> Callable[..., Any]:
         if compiled:
             return compiled[0](*tensors)
         signature = [tf.TensorSpec(t.shape, t.dtype) for t in tensors]
-        fn = tf.function(body, input_signature=signature)
+        fn = tf.function(body, input_signature=signature, autograph=False)
         try:
             out = fn(*tensors)  # traces
         except (TypeError, AttributeError, NotImplementedError) as exc:
             exc.add_note(
-                "dict_minimize: with jac=False tensorflow_api runs the objective inside "
-                "tf.function (graph mode): use TensorFlow ops on params (no .numpy(), no Python "
-                "bool of a tensor), or pass jac=True and return (loss, grad_dict)"
+                "dict_minimize: tensorflow_api differentiates your function inside tf.function "
+                "(graph mode): use TensorFlow ops on params (no .numpy(), no Python bool of a "
+                "tensor), or let the objective return (loss, grad_dict) with jac=True"
             )
             raise
         compiled.append(fn)
@@ -61,12 +62,12 @@ def _ints(values: tuple[int, ...]) -> Any:
 
 
 def _axis() -> Any:
-    """The axis argument 0 (cached when eager)."""
-    return _host_scalar_zero() if tf.executing_eagerly() else 0
+    """The axis argument 0: cached when eager, a constant in a graph."""
+    return _host_zero() if tf.executing_eagerly() else 0
 
 
 @functools.lru_cache(maxsize=1)
-def _host_scalar_zero() -> tf.Tensor:
+def _host_zero() -> tf.Tensor:
     with tf.device("/device:CPU:0"):
         return tf.constant(0, dtype=tf.int32)
 
@@ -107,8 +108,8 @@ class TensorflowBackend(Backend[tf.Tensor]):
     # Raw ops skip tf.*'s Python dispatch layers: about a third cheaper per eager call, which
     # matters because every evaluation packs and unpacks the tree.
     def reshape(self, tensor: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
-        if tuple(tensor.shape) == shape:  # a static no-op: skip the eager op
-            return tensor
+        if tuple(tensor.shape) == shape and not isinstance(tensor, tf.Variable):
+            return tensor  # a static no-op: skip the eager op (a variable is read, not kept)
         return tf.raw_ops.Reshape(tensor=tensor, shape=_ints(tuple(shape)))
 
     def cast(self, tensor: tf.Tensor, dtype: Any) -> tf.Tensor:
@@ -170,3 +171,128 @@ class TensorflowBackend(Backend[tf.Tensor]):
             return value, tape.jacobian(value, flat, unconnected_gradients=_ZERO)
 
         return _traced_once(jacobian)
+
+    def per_sample_jacobian_fn(
+        self, f: Callable[..., Any], in_axes: Sequence[int | None]
+    ) -> Callable[..., tuple[Any, Any]]:
+        axes = tuple(in_axes)
+
+        def one_sample(leaves: list[tf.Tensor], args: list[Any]) -> tuple[Any, list[Any]]:
+            # vectorized_map strips the batch axis; put back a batch of one so f sees its
+            # usual layout.
+            batch = [a if ax is None else tf.expand_dims(a, ax) for a, ax in zip(args, axes)]
+            with tf.GradientTape() as tape:
+                tape.watch(leaves)
+                r = f(leaves, *batch)
+            jac = tape.jacobian(r, leaves, unconnected_gradients=_ZERO)
+            return r, [tf.reshape(j, (tf.shape(r)[0], -1)) for j in jac]
+
+        def rows(leaves: list[tf.Tensor], *args: Any) -> tuple[tf.Tensor, tf.Tensor]:
+            samples = [tnp.moveaxis(a, ax, 0) for a, ax in zip(args, axes) if ax is not None]
+
+            def per_sample(sample: list[tf.Tensor]) -> tuple[Any, list[Any]]:
+                it = iter(sample)
+                full = [a if ax is None else next(it) for a, ax in zip(args, axes)]
+                return one_sample(leaves, full)
+
+            # Reverse mode per sample, vectorized over the samples (pfor), as vmap(jacrev).
+            r, jacs = tf.vectorized_map(per_sample, samples)
+            r = tf.reshape(r, [-1])
+            jac = tf.concat(
+                [tf.cast(tf.reshape(j, (tf.shape(r)[0], -1)), r.dtype) for j in jacs], 1
+            )
+            return r, jac
+
+        compiled = tf.function(rows, autograph=False)  # traced per chunk shape (at most two)
+        return lambda leaves, *args: compiled(list(leaves), *args)
+
+    def jvp_fn(self, f: FlatFn) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+        def jvp(flat: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+            with tf.autodiff.ForwardAccumulator(flat, v) as acc:
+                value = f(flat)
+            return acc.jvp(value, unconnected_gradients=_ZERO)
+
+        return _traced_once(jvp)
+
+    def vjp_fn(self, f: FlatFn) -> Callable[[tf.Tensor], tuple[Any, Callable[[Any], Any]]]:
+        value_of = _traced_once(f)
+
+        def pull(flat: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(flat)
+                value = f(flat)
+            return tape.gradient(value, flat, output_gradients=u, unconnected_gradients=_ZERO)
+
+        # Each product re-runs f inside one graph: a traced forward and backward pass beats
+        # replaying an eager tape op by op.
+        pull_once = _traced_once(pull)
+
+        def vjp(flat: tf.Tensor) -> tuple[tf.Tensor, Callable[[Any], Any]]:
+            return value_of(flat), lambda u: pull_once(flat, u)
+
+        return vjp
+
+    # -- solver primitives (eager; the solvers call each a few times per iteration) ----------
+    def zeros(self, shape: tuple[int, ...], like: tf.Tensor) -> tf.Tensor:
+        with tf.device(like.device):
+            return tf.zeros(shape, like.dtype)
+
+    def eye(self, n: int, like: tf.Tensor) -> tf.Tensor:
+        with tf.device(like.device):
+            return tf.eye(n, dtype=like.dtype)
+
+    def matmul(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        return tf.linalg.matvec(a, b) if len(b.shape) == 1 else tf.linalg.matmul(a, b)
+
+    def gram(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        if len(b.shape) == 1:
+            return tf.linalg.matvec(a, b, transpose_a=True)
+        return tf.linalg.matmul(a, b, transpose_a=True)
+
+    def diagonal(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.linalg.diag_part(a)
+
+    def sum(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(a)
+
+    def amax(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_max(a)  # NaN propagates
+
+    def sqrt(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.sqrt(a)
+
+    def abs(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.abs(a)
+
+    def log1p(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.math.log1p(a)
+
+    def arctan(self, a: tf.Tensor) -> tf.Tensor:
+        return tf.math.atan(a)
+
+    def where(self, cond: tf.Tensor, a: Any, b: Any) -> tf.Tensor:
+        # Python numbers take the other branch's dtype, or the flat dtype when both are numbers.
+        tensors = [t for t in (a, b) if isinstance(t, tf.Tensor)]
+        dtype = tensors[0].dtype if tensors else self.flat_dtype(cond.device)
+        return tf.where(cond, tf.cast(a, dtype), tf.cast(b, dtype))
+
+    def maximum(self, a: tf.Tensor, b: Any) -> tf.Tensor:
+        return tf.maximum(a, tf.cast(b, a.dtype))  # NaN propagates
+
+    def minimum(self, a: tf.Tensor, b: Any) -> tf.Tensor:
+        return tf.minimum(a, tf.cast(b, a.dtype))
+
+    def cholesky_solve(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        try:
+            factor = tf.linalg.cholesky(a)  # NaN, not an error, for an indefinite matrix on CPU
+        except tf.errors.InvalidArgumentError:  # kernels that raise instead
+            return tf.fill(tf.shape(b), tf.constant(np.nan, b.dtype))
+        return tf.linalg.cholesky_solve(factor, b[:, None])[:, 0]
+
+    def eigh(self, a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        w, q = tf.linalg.eigh(a)
+        return w, q
+
+    def slice_axis(self, tensor: tf.Tensor, start: int, stop: int, axis: int) -> tf.Tensor:
+        index = (slice(None),) * axis + (slice(start, stop),)
+        return tensor[index]

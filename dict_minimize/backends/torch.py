@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,7 +123,19 @@ class TorchBackend(Backend[torch.Tensor]):
         return a @ b
 
     def gram(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a.mT @ b
+        if a is not b or a.ndim != 2 or a.shape[1] < 128:
+            return a.mT @ b
+        # JᵀJ is symmetric: compute the block upper triangle only (torch has no syrk), in a
+        # few wide column blocks so each product stays a large efficient matmul.
+        n = a.shape[1]
+        k = min(8, n // 64)
+        cuts = [n * i // k for i in range(k + 1)]
+        out = torch.empty((n, n), dtype=a.dtype, device=a.device)
+        for lo, hi in itertools.pairwise(cuts):
+            row = a[:, lo:hi].mT @ a[:, lo:]
+            out[lo:hi, lo:] = row
+            out[hi:, lo:hi] = row[:, hi - lo :].mT
+        return out
 
     def diagonal(self, a: torch.Tensor) -> torch.Tensor:
         return torch.diagonal(a)
@@ -192,9 +205,7 @@ class TorchBackend(Backend[torch.Tensor]):
             r = f(leaves, *batch)
             return r, r
 
-        jac = torch.func.vmap(
-            torch.func.jacrev(one_sample, has_aux=True), in_dims=(None, *axes)
-        )
+        jac = torch.func.vmap(torch.func.jacrev(one_sample, has_aux=True), in_dims=(None, *axes))
 
         def rows(leaves: Sequence[torch.Tensor], *args: Any) -> tuple[Any, Any]:
             grads, r = jac([leaf.detach() for leaf in leaves], *args)

@@ -16,7 +16,7 @@ it come from one Jacobian-vector and one vector-Jacobian product.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,7 @@ class ResidualProblem:
         self.njev = 0
         self._jac: Any = None
         self._ps_jac: Any = None
+        self._products: Any = None
         if self.in_axes is not None:
             self.samples = self._check_batched()
 
@@ -251,11 +252,10 @@ class ResidualProblem:
         """The Gauss-Newton model at ``flat`` (one Jacobian evaluation)."""
         self.njev += 1
         backend = self.backend
+        parts: Iterator[tuple[Any, Any]]
         if self.in_axes is not None:
             leaves = backend.unravel(flat, self.spec)
-            parts = (
-                self._ps_jac(leaves, *self._chunk_args(s, e)) for s, e in self._chunks()
-            )
+            parts = (self._ps_jac(leaves, *self._chunk_args(s, e)) for s, e in self._chunks())
         elif self.matrix_free:
             parts = iter(())
         else:
@@ -282,10 +282,17 @@ class ResidualProblem:
                     f"autodiff) has only without batched args"
                 )
             else:
-                _, lin.vjp = b.vjp_fn(self.residuals)(flat)
-                jvp = b.jvp_fn(self.residuals)
+                jvp, vjp_at = self._product_fns()
+                _, lin.vjp = vjp_at(flat)
                 lin.jvp = lambda v: jvp(flat, v)
         return lin.jvp, lin.vjp
+
+    def _product_fns(self) -> tuple[Any, Any]:
+        """The jvp and vjp builders, called once per run: tracing backends compile there."""
+        if self._products is None:
+            b = self.backend
+            self._products = (b.jvp_fn(self.residuals), b.vjp_fn(self.residuals))
+        return self._products  # type: ignore[no-any-return]
 
     def host_jacobian(self, flat: Any) -> np.ndarray:
         """The whole Jacobian (m, n) as a float64 host array (for scipy's solvers)."""
@@ -338,8 +345,8 @@ class ResidualProblem:
     def _matrix_free(self, flat: Any, lin: Linearization) -> Linearization:
         """Attach ``v -> JᵀWJ v`` built from one jvp and one vjp of the whole residual."""
         b = self.backend
-        r, vjp = b.vjp_fn(self.residuals)(flat)
-        jvp = b.jvp_fn(self.residuals)
+        jvp, vjp_at = self._product_fns()
+        r, vjp = vjp_at(flat)
         w = self.loss.weights(r)
         if lin.g is None:  # general mode: the gradient from the vjp
             gr = r if w.grad is None else w.grad * r

@@ -28,8 +28,14 @@ class DampingRule(ABC):
     mu: float
 
     @abstractmethod
-    def start(self, diag_max: float) -> None:
-        """Set the initial μ; ``diag_max`` is the largest diagonal of the scaled JᵀJ."""
+    def start(self, diag_max: float, step_floor: float) -> None:
+        """Set the initial μ; ``diag_max`` is the largest diagonal of the scaled JᵀJ and
+        ``step_floor`` the μ below which the first step could exceed the initial radius."""
+
+    def rescale(self, factor: float) -> None:
+        """The scaling D grew: keep the damping ``μ·D`` of the original variables as it was."""
+        if math.isfinite(factor) and 0 < factor < 1:
+            self.mu = max(self.mu * factor, 1e-300)
 
     @abstractmethod
     def accepts(self, actual: float, ratio: float) -> bool:
@@ -64,8 +70,10 @@ class Nielsen(DampingRule):
         self.mu = self.tau
         self.nu = 2.0
 
-    def start(self, diag_max: float) -> None:
-        self.mu = self.tau * (diag_max if diag_max > 0 else 1.0)
+    def start(self, diag_max: float, step_floor: float) -> None:
+        # ‖ŝ‖ <= ‖ĝ‖/μ: the floor keeps the first step within the trust radius scipy's trf
+        # starts with, where JᵀWJ has almost no curvature (e.g. robust losses, all outliers).
+        self.mu = max(self.tau * (diag_max if diag_max > 0 else 1.0), step_floor)
 
     def accepts(self, actual: float, ratio: float) -> bool:
         return actual > 0 and ratio > self.accept_ratio
@@ -97,7 +105,7 @@ class Marquardt(DampingRule):
                 f"options need mu_dec < 1 < mu_inc, got mu_dec={mu_dec!r}, mu_inc={mu_inc!r}"
             )
 
-    def start(self, diag_max: float) -> None:
+    def start(self, diag_max: float, step_floor: float) -> None:
         pass  # trainlm's mu is absolute
 
     def accepts(self, actual: float, ratio: float) -> bool:

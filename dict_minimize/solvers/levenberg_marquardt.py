@@ -91,8 +91,10 @@ class Model:
         b = self.backend
         if self.a_hat is not None:
             return b.matmul(self.a_hat, v)
-        assert self.lin.matvec is not None  # noqa: S101 - matrix-free models always have it
-        out = self.d * self.lin.matvec(self.d * v)
+        matvec = self.lin.matvec
+        if matvec is None:
+            raise RuntimeError("a model without JᵀWJ needs the matrix-free products")
+        out = self.d * matvec(self.d * v)
         return out if self.extra_diag is None else out + self.extra_diag * v
 
     def quad(self, s: Any) -> Any:
@@ -136,6 +138,7 @@ class LevenbergMarquardt:
         # The current (always the best) point, readable if the run is cut short.
         self.x: Any = None
         self.cost = math.nan
+        self.nit = 0
 
     # -- hooks of the bounded method ---------------------------------------------------------
     def affine_scaling(self, x: Any, g: Any) -> tuple[Any, Any] | None:
@@ -154,6 +157,8 @@ class LevenbergMarquardt:
         """(device scalar, is_cosine): MINPACK's cosine measure without bounds."""
         b = self.backend
         lin = model.lin
+        if lin.diag is None:  # matrix-free without column norms: scipy trf's ‖g‖∞
+            return b.amax(b.abs(lin.g)), False
         col = b.sqrt(b.where(lin.diag > 0, lin.diag, 1.0))
         return b.amax(b.abs(lin.g) / col), True
 
@@ -216,68 +221,100 @@ class LevenbergMarquardt:
         previous: tuple[Any, Linearization] | None = None
         history: dict[str, list[float]] = {"cost": [], "damping": [], "nfev": []}
         bar = Progress(st.progress, st.max_iter, "least_squares")
-        nit, status, pending = 0, None, None
+        nit = 0
+        started = False
+        status: int | None = None
+        pending: int | None = None
         cost, optimality = cost0, math.nan
         self.x, self.cost = x, cost0
+        # Trial points may overflow (that is what rejection is for); NumPy would warn.
         try:
-            while True:
-                model, d_run, aff = self._model(x, lin)
-                measure, cosine = self.gtol_measure(model, aff)
-                diag_max = self._diag_max(model) if nit == 0 and previous is None else lin.cost
-                host = b.host(lin.cost, measure, lin.fs_norm, self.optimality(model, aff), diag_max)
-                if not all(math.isfinite(v) for v in host):
-                    if previous is None:
-                        raise ObjectiveError(
-                            "the Jacobian of residual_fn is not finite at x0; start from a "
-                            "point where the residuals are differentiable"
-                        )
-                    # The accepted point has a non-finite Jacobian: step back, damp harder.
-                    x, lin = previous
-                    previous, pending = None, None
-                    if not damping.on_reject():
-                        status = STATUS_DAMPING_LIMIT
-                        model, d_run, aff = self._model(x, lin)
-                        optimality = float(b.host(self.optimality(model, aff))[0])
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while True:
+                    model, d_run, aff = self._model(x, lin)
+                    measure, cosine = self.gtol_measure(model, aff)
+                    # The scalars this iteration needs on the host, fetched in one transfer.
+                    wanted = {
+                        "cost": lin.cost,
+                        "measure": measure,
+                        "fs_norm": lin.fs_norm,
+                        "optimality": self.optimality(model, aff),
+                    }
+                    if not started:  # Nielsen's scale, and scipy trf's initial radius ‖x0‖
+                        wanted["diag_max"] = self._diag_max(model)
+                        wanted["g_norm"] = b.norm(model.g_hat)
+                        wanted["radius"] = b.norm(x / model.sigma)
+                    if d_run is not None and self._d_run is not None:  # growth of D = diag(JᵀWJ)
+                        wanted["d_old"], wanted["d_new"] = b.amax(self._d_run), b.amax(d_run)
+                    got = dict(zip(wanted, (float(v) for v in b.host(*wanted.values()))))
+                    if not all(math.isfinite(v) for v in got.values()):
+                        if previous is None:
+                            raise ObjectiveError(
+                                "the Jacobian of residual_fn is not finite at x0; start from a "
+                                "point where the residuals are differentiable"
+                            )
+                        # The accepted point has a non-finite Jacobian: step back, damp harder.
+                        x, lin = previous
+                        previous, pending = None, None
+                        nit -= 1
+                        if not damping.on_reject():
+                            status = STATUS_DAMPING_LIMIT
+                            model, d_run, aff = self._model(x, lin)
+                            optimality = float(b.host(self.optimality(model, aff))[0])
+                            break
+                        continue
+                    if d_run is not None:
+                        if "d_new" in got and got["d_new"] > 0:
+                            damping.rescale(got["d_old"] / got["d_new"])
+                        self._d_run = d_run
+                    cost, optimality = got["cost"], got["optimality"]
+                    self.x, self.cost, self.nit = x, cost, nit
+                    model.optimality = optimality
+                    if not started:
+                        radius = got["radius"] if got["radius"] > 0 else 1.0
+                        damping.start(got["diag_max"], got["g_norm"] / radius)
+                        started = True
+                    history["cost"].append(cost)
+                    history["damping"].append(damping.mu)
+                    history["nfev"].append(problem.nfev)
+                    if nit > 0:
+                        bar.update(cost)
+                        if st.callback is not None and st.callback(
+                            {
+                                "x": x,
+                                "cost": cost,
+                                "nit": nit,
+                                "optimality": optimality,
+                                "mu": damping.mu,
+                                "nfev": problem.nfev,
+                            }
+                        ):
+                            status = STATUS_CALLBACK
+                            break
+                    if pending is not None:
+                        status = pending
                         break
-                    continue
-                if d_run is not None:
-                    self._d_run = d_run
-                cost, optimality = float(host[0]), float(host[3])
-                self.x, self.cost = x, cost
-                model.optimality = optimality
-                if nit == 0:
-                    damping.start(float(host[4]))
-                history["cost"].append(cost)
-                history["damping"].append(damping.mu)
-                history["nfev"].append(problem.nfev)
-                if nit > 0:
-                    bar.update(cost)
-                    if st.callback is not None and st.callback(
-                        {"x": x, "cost": cost, "nit": nit, "optimality": optimality,
-                         "mu": damping.mu, "nfev": problem.nfev}
-                    ):
-                        status = STATUS_CALLBACK
+                    fs_norm = got["fs_norm"]
+                    g_measure = (
+                        got["measure"] / fs_norm if cosine and fs_norm > 0 else got["measure"]
+                    )
+                    if (cosine and fs_norm == 0) or g_measure <= st.gtol:
+                        status = STATUS_GTOL
                         break
-                if pending is not None:
-                    status = pending
-                    break
-                fs_norm = float(host[2])
-                g_measure = float(host[1]) / fs_norm if cosine and fs_norm > 0 else float(host[1])
-                if (cosine and fs_norm == 0) or g_measure <= st.gtol:
-                    status = STATUS_GTOL
-                    break
-                if st.max_iter is not None and nit >= st.max_iter:
-                    status = STATUS_MAX_NFEV
-                    break
-                status, accepted = self._trials(x, model, cost)
-                if accepted is None:
-                    break
-                previous = (x, lin)
-                x, lin = accepted, problem.linearize(accepted)
-                nit += 1
-                pending, status = status, None
+                    if st.max_iter is not None and nit >= st.max_iter:
+                        status = STATUS_MAX_NFEV
+                        break
+                    status, accepted = self._trials(x, model, cost)
+                    if accepted is None:
+                        break
+                    previous = (x, lin)
+                    x, lin = accepted, problem.linearize(accepted)
+                    nit += 1
+                    pending, status = status, None
         finally:
             bar.close()
+        if status is None:  # unreachable: every exit of the loop sets a status
+            raise RuntimeError("the iteration ended without a status")
         message = MESSAGES[status]
         if status == STATUS_MAX_NFEV and st.max_iter is not None and nit >= st.max_iter:
             message = f"The maximum number of iterations ({st.max_iter}) is reached."
@@ -299,8 +336,9 @@ class LevenbergMarquardt:
                     return STATUS_DAMPING_LIMIT, None
                 continue
             p, s = self.select_step(x, model.d * s, s, model)
-            p_norm, x_norm = (float(v) for v in b.host(b.norm(p / model.sigma),
-                                                       b.norm(x / model.sigma)))
+            p_norm, x_norm = (
+                float(v) for v in b.host(b.norm(p / model.sigma), b.norm(x / model.sigma))
+            )
             term: int | None = None
             if not math.isfinite(p_norm):  # the factorization failed
                 if steps.fallback():
@@ -309,9 +347,9 @@ class LevenbergMarquardt:
             else:
                 x_new = self.project(x + p)
                 r_new, cost_new = problem.evaluate(x_new)
-                new_cost, pred, bad = (float(v) for v in b.host(
-                    cost_new, -model.quad(s), b.sum(r_new * 0.0)
-                ))
+                new_cost, pred, bad = (
+                    float(v) for v in b.host(cost_new, -model.quad(s), b.sum(r_new * 0.0))
+                )
                 actual = cost - new_cost
                 if math.isfinite(new_cost) and bad == 0.0:
                     ratio = actual / pred if pred > 0 else (1.0 if actual > 0 else -1.0)
@@ -328,7 +366,6 @@ class LevenbergMarquardt:
             if not damping.on_reject():
                 return STATUS_DAMPING_LIMIT, None
         return STATUS_DAMPING_LIMIT, None
-
 
     def _accelerate(self, x: Any, s: Any, model: Model, steps: Any) -> Any:
         """Add Transtrum and Sethna's geodesic acceleration to the LM step ``s``.

@@ -23,9 +23,7 @@ from dict_minimize.solvers.levenberg_marquardt import LevenbergMarquardt, Model,
 class BoundedTrustRegion(LevenbergMarquardt):
     """Bounds ``lb <= x <= ub`` (device vectors, ±inf where free) on the LM loop."""
 
-    def __init__(
-        self, problem: ResidualProblem, settings: Settings, lb: Any, ub: Any
-    ) -> None:
+    def __init__(self, problem: ResidualProblem, settings: Settings, lb: Any, ub: Any) -> None:
         super().__init__(problem, settings)
         self.lb, self.ub = lb, ub
 
@@ -34,7 +32,7 @@ class BoundedTrustRegion(LevenbergMarquardt):
         toward_ub = (g < 0) & (self.ub < math.inf)
         toward_lb = (g > 0) & (self.lb > -math.inf)
         v = b.where(toward_ub, self.ub - x, b.where(toward_lb, x - self.lb, 1.0))
-        dv = b.where(toward_ub, -1.0, b.where(toward_lb, 1.0, 0.0))
+        dv = b.where(toward_ub, -1.0, b.where(toward_lb, 1.0, 0.0 * g))
         return b.maximum(v, 0.0), dv
 
     def optimality(self, model: Model, aff: tuple[Any, Any] | None) -> Any:
@@ -62,7 +60,8 @@ class BoundedTrustRegion(LevenbergMarquardt):
         b = self.backend
         alpha_t, hits = self._to_bound(x, p)
         alpha, delta, s_g, s_as = (
-            float(v) for v in b.host(alpha_t, b.norm(s), b.dot(model.g_hat, s), b.dot(s, model.apply(s)))
+            float(v)
+            for v in b.host(alpha_t, b.norm(s), b.dot(model.g_hat, s), b.dot(s, model.apply(s)))
         )
         if alpha > 1.0 or not math.isfinite(delta):
             return p, s
@@ -76,8 +75,14 @@ class BoundedTrustRegion(LevenbergMarquardt):
         ar = model.apply(r)
         to_bound_r_h, rr, rs, g_r, r_ar, s_ar = (
             float(v)
-            for v in b.host(to_bound_r, b.dot(r, r), b.dot(r, s), b.dot(model.g_hat, r),
-                            b.dot(r, ar), b.dot(s, ar))
+            for v in b.host(
+                to_bound_r,
+                b.dot(r, r),
+                b.dot(r, s),
+                b.dot(model.g_hat, r),
+                b.dot(r, ar),
+                b.dot(s, ar),
+            )
         )
         # Distance along r to the trust sphere ‖alpha·s + t·r‖ = delta.
         qa, qb, qc = rr, 2.0 * alpha * rs, alpha * alpha * delta * delta - delta * delta

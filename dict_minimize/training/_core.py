@@ -114,12 +114,15 @@ class _Tracker:
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        value >= 0 if allow_zero else value > 0
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and (float(value) >= 0 if allow_zero else float(value) > 0)
     )
     if not ok or not math.isfinite(float(value)):
-        raise InvalidOptionError(f"{name} must be a {'non-negative' if allow_zero else 'positive'}"
-                                 f" number, got {value!r}")
+        raise InvalidOptionError(
+            f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
+        )
     return float(value)
 
 
@@ -143,6 +146,8 @@ def fit_params(
     progress: bool,
     chunk_size: int | None,
     fold: Callable[[Any, Scaling | None, Scaling | None], Any] | None,
+    damping: str = "marquardt",
+    geodesic: bool = True,
 ) -> FitResult:
     """Train ``params0`` so that ``apply(params, inputs)`` matches ``targets`` (MSE, LM).
 
@@ -210,6 +215,20 @@ def fit_params(
             r = predict(params, xv) - yv
             return float(backend.host(backend.sum(r * r))[0]) / val_count
 
+    if damping == "marquardt":  # trainlm: (JᵀJ + mu·I), mu absolute
+        damping_options: dict[str, Any] = {
+            "damping": "marquardt",
+            "x_scale": 1.0,
+            "mu": mu,
+            "mu_dec": mu_dec,
+            "mu_inc": mu_inc,
+            "mu_max": mu_max,
+        }
+    elif damping == "nielsen":  # (JᵀJ + mu·diag(JᵀJ)), mu relative
+        damping_options = {"damping": "nielsen", "x_scale": "jac", "mu": mu}
+    else:
+        raise InvalidOptionError(f"damping must be 'marquardt' or 'nielsen', got {damping!r}")
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -223,8 +242,13 @@ def fit_params(
             bar.close()
         start = fold(params0, x_scale, y_scale) if normalize and fold is not None else params0
         return FitResult(
-            params=start, history=tracker.history, best_epoch=0,
-            stop_reason=tracker.reason, result=None, input_scaling=None, target_scaling=None,
+            params=start,
+            history=tracker.history,
+            best_epoch=0,
+            stop_reason=tracker.reason,
+            result=None,
+            input_scaling=None,
+            target_scaling=None,
         )
 
     def callback(intermediate_result: Any) -> bool:
@@ -245,14 +269,10 @@ def fit_params(
             options={
                 "in_axes": (0, 0),
                 "chunk_size": chunk_size,
-                "x_scale": 1.0,
-                "damping": "marquardt",
-                "mu": mu,
-                "mu_dec": mu_dec,
-                "mu_inc": mu_inc,
-                "mu_max": mu_max,
                 "max_iter": int(epochs),
                 "max_retries": 1000,
+                "geodesic": bool(geodesic),
+                **damping_options,
             },
         )
     finally:
