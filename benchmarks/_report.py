@@ -183,34 +183,66 @@ def update_docs(results: dict[str, Any], doc: Path, image: str) -> bool:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Ratio to raw scipy against problem size (log x), one line per contender."""
+    """Ratio to raw scipy against problem size (log-log), one panel per framework."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
     sizes, names, cells = _rows(results)
-    styles = {"ours": "-", PEER: "--", "glue": ":", "scipy": "-"}
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    frameworks = []
     for name in names:
-        points = [(n, cells[name, n]["ratio"]) for n in sizes if (name, n) in cells]
-        kind = next(cells[name, n]["kind"] for n in sizes if (name, n) in cells)
-        if kind == "scipy" and "peer" in name:
-            continue
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, styles.get(kind, "-"), marker="o", label=name, linewidth=1.5)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters (4 tensors)")
-    ax.set_ylabel("time / raw scipy time")
-    ax.set_title(
-        f"Adapter overhead: {results['config']['method']}, {results['config']['maxiter']} "
-        f"iterations, hand-written gradient"
+        row = next(cells[name, n] for n in sizes if (name, n) in cells)
+        if row["kind"] != "scipy" and row["framework"] not in frameworks:
+            frameworks.append(row["framework"])
+    cols = 2 if len(frameworks) > 1 else 1
+    rows_ = (len(frameworks) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows_, cols, figsize=(5.2 * cols, 3.6 * rows_), squeeze=False, sharex=True
     )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    style = {
+        "ours": ("tab:blue", "-", "o"),
+        PEER: ("tab:red", "--", "s"),
+        "glue": ("tab:gray", ":", "^"),
+    }
+    for ax, fw in zip(axes.flat, frameworks):
+        for name in names:
+            points = [(n, cells[name, n]) for n in sizes if (name, n) in cells]
+            kind, framework = points[0][1]["kind"], points[0][1]["framework"]
+            if framework != fw or kind == "scipy":
+                continue
+            color, line, marker = style.get(kind, ("black", "-", "o"))
+            if "jac=False" in name:
+                color, marker = "tab:green", "D"
+            label = name.replace(f"{PEER} ", "dict-minimize ").replace(" (floor)", "")
+            xs = [n for n, _ in points]
+            ys = [row["ratio"] for _, row in points]
+            ax.plot(xs, ys, line, color=color, marker=marker, label=label, linewidth=1.5)
+        for label, n, bound in TARGETS:
+            if label.startswith(fw) and n is not None and bound is not None and n in sizes:
+                ax.plot([n], [bound], "k_", markersize=18, markeredgewidth=2)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_title(fw)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_ylabel("time / raw scipy time")
+    for ax in axes.flat[len(frameworks) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("parameters (4 tensors)")
+    fig.suptitle(
+        f"Adapter overhead: {results['config']['method']}, {results['config']['maxiter']} "
+        "iterations, hand-written gradient (black bars: targets)",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

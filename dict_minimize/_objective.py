@@ -182,9 +182,7 @@ class Objective:
             return float(backend.to_numpy(value).reshape(())), None
         if isinstance(value, float):
             return value, backend.to_numpy(grad_flat)
-        both = backend.concat([backend.cast(backend.reshape(value, (1,)), self.dtype), grad_flat])
-        host = backend.to_numpy(both)
-        return float(host[0]), host[1:]
+        return backend.loss_and_flat_to_host(value, grad_flat, self.dtype)
 
     def value(self, x: np.ndarray) -> float:
         """The loss at ``x`` (derivative-free methods and finite differences)."""

@@ -265,6 +265,17 @@ class Backend(ABC, Generic[T]):
         raise _missing(self, "vjp_fn")
 
     # -- built from the primitives ---------------------------------------------------------
+    def loss_and_flat_to_host(self, value: T, flat: T, dtype: Any) -> tuple[float, np.ndarray]:
+        """A scalar loss and a flat ``dtype`` vector (the gradient) to the host in one transfer.
+
+        The default concatenates them on the device (one copy of ``flat``) so that a device
+        syncs once; a backend whose tensors already live in host memory overrides it to skip
+        that copy.
+        """
+        both = self.concat([self.cast(self.reshape(value, (1,)), dtype), flat])
+        host = self.to_numpy(both)
+        return float(host[0]), host[1:]
+
     def host(self, *scalars: T) -> np.ndarray:
         """Bring several device scalars to the host in one transfer (one sync), as float64."""
         parts = [self.reshape(s, (1,)) for s in scalars]

@@ -59,12 +59,12 @@ def _device_of(sharding: jax.sharding.Sharding) -> Any:
 @functools.lru_cache(maxsize=128)
 def _compiled_packer(
     backend: JaxBackend, kind: str, layout: tuple[tuple[tuple[int, ...], Any], ...], dtype: Any
-) -> Any:
+) -> Callable[..., Any]:
     """The protocol's ravel/unravel for one layout, jit-compiled."""
     spec = _layout_spec(layout)
     if kind == "ravel":
         return _jit(functools.partial(Backend.ravel, backend, spec=spec, dtype=dtype))
-    return jax.jit(functools.partial(Backend.unravel, backend, spec=spec))
+    return _jit(functools.partial(Backend.unravel, backend, spec=spec))
 
 
 def _layout_spec(layout: tuple[tuple[tuple[int, ...], Any], ...]) -> TreeSpec:
@@ -140,7 +140,7 @@ class JaxBackend(Backend[jax.Array]):
 
     # Packing and unpacking compile once per layout (shapes and dtypes), shared by every call
     # with that layout: one dispatch per evaluation instead of one per leaf.
-    def _packer(self, kind: str, spec: TreeSpec, dtype: Any = None) -> Any:
+    def _packer(self, kind: str, spec: TreeSpec, dtype: Any = None) -> Callable[..., Any]:
         layout = self._layouts.get(id(spec))
         if layout is None or layout[0] is not spec:  # the spec is held, so its id stays unique
             if len(self._layouts) >= 64:
@@ -150,7 +150,8 @@ class JaxBackend(Backend[jax.Array]):
         return _compiled_packer(self, kind, layout[1], dtype)
 
     def ravel(self, leaves: Sequence[jax.Array], spec: TreeSpec, dtype: Any) -> jax.Array:
-        return self._packer("ravel", spec, jnp.dtype(dtype))(list(leaves))  # type: ignore[no-any-return]
+        flat: jax.Array = self._packer("ravel", spec, jnp.dtype(dtype))(list(leaves))
+        return flat
 
     def unravel(self, flat: jax.Array, spec: TreeSpec) -> list[jax.Array]:
         leaves: list[jax.Array] = self._packer("unravel", spec)(flat)

@@ -58,6 +58,13 @@ class TorchBackend(Backend[torch.Tensor]):
     def split(self, flat: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
         return list(flat.split_with_sizes(list(sizes)))  # one op for all pieces
 
+    def loss_and_flat_to_host(
+        self, value: torch.Tensor, flat: torch.Tensor, dtype: Any
+    ) -> tuple[float, np.ndarray]:
+        if flat.device.type == "cpu":  # nothing to transfer: skip concatenating (copying) flat
+            return float(value.detach()), self.to_numpy(flat)
+        return super().loss_and_flat_to_host(value, flat, dtype)
+
     def detached(self, leaves: list[torch.Tensor]) -> list[torch.Tensor]:
         # dict-minimize handed leaves with requires_grad=True so objectives could call
         # torch.autograd.grad(loss, params[k]) themselves; keep that contract.
