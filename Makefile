@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(PY) examples/lm_vs_adam.py --out-dir build/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,7 +13,7 @@ import importlib.util
 import platform
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -47,7 +47,6 @@ class Contender:
     framework: str
     run: Callable[[], Any]
     verify: Callable[[], Check]
-    samples: list[float] = field(default_factory=list)
 
 
 def flat_numpy(tree: Any) -> np.ndarray:
@@ -208,7 +207,7 @@ def _glue_fun(
     if framework == "tensorflow":
         import tensorflow as tf
 
-        @tf.function
+        @tf.function  # type: ignore[untyped-decorator]
         def tf_flat(v: Any) -> tuple[Any, Any]:
             parts = tf.split(v, sizes)
             p = OrderedDict((k, tf.reshape(t, s)) for k, t, s in zip(keys, parts, shapes))
@@ -226,7 +225,7 @@ def _glue_fun(
 
         offsets = [int(o) for o in np.cumsum([0, *sizes])]
 
-        @jax.jit
+        @jax.jit  # type: ignore[untyped-decorator]
         def jax_flat(v: Any) -> tuple[Any, Any]:
             p = OrderedDict(
                 (k, v[a:b].reshape(s)) for k, a, b, s in zip(keys, offsets, offsets[1:], shapes)

@@ -151,13 +151,13 @@ def make_tf_fun() -> Callable[[dict[str, Any]], tuple[Any, Any]]:
             (200.0 * d),
         )
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def fun(p: dict[str, Any]) -> tuple[Any, Any]:
         f1, gx1, gy1 = pair(p["x1"], p["y1"])
         f2, gx2, gy2 = pair(p["x2"], p["y2"])
         return f1 + f2, OrderedDict(x1=gx1, y1=gy1, x2=gx2, y2=gy2)
 
-    return fun
+    return fun  # type: ignore[no-any-return]
 
 
 def tf_loss(p: dict[str, Any]) -> Any:
@@ -197,13 +197,13 @@ def make_jax_fun() -> Callable[[dict[str, Any]], tuple[Any, Any]]:
         e = 1.0 - x
         return 100.0 * jnp.vdot(d, d) + jnp.vdot(e, e), -400.0 * x * d - 2.0 * e, 200.0 * d
 
-    @jax.jit
+    @jax.jit  # type: ignore[untyped-decorator]
     def fun(p: dict[str, Any]) -> tuple[Any, Any]:
         f1, gx1, gy1 = pair(p["x1"], p["y1"])
         f2, gx2, gy2 = pair(p["x2"], p["y2"])
         return f1 + f2, OrderedDict(x1=gx1, y1=gy1, x2=gx2, y2=gy2)
 
-    return fun
+    return fun  # type: ignore[no-any-return]
 
 
 def jax_loss(p: dict[str, Any]) -> Any:

@@ -137,7 +137,7 @@ def build_rows(
     rows: list[Row] = []
     for c in local:
         check = reference if c is local[0] else c.verify()
-        info = {
+        info: dict[str, Any] = {
             "nit": check.nit,
             "nfev": check.nfev,
             "x_maxdiff": float(np.max(np.abs(check.x - reference.x))),
@@ -145,10 +145,10 @@ def build_rows(
         rows.append(Row(c.name, c.kind, c.framework, _local_sampler(c), info))
     if peer is not None:
         shared = [fw for fw in frameworks if fw in peer.frameworks]
-        for name, info in peer.setup(problem.n, shared, raw=glue).items():
-            kind, framework = info.pop("kind"), info.pop("framework")
-            info["x_maxdiff"] = float(np.max(np.abs(info.pop("x") - reference.x)))
-            rows.append(Row(name, kind, framework, _peer_sampler(peer, name), info))
+        for name, peer_info in peer.setup(problem.n, shared, raw=glue).items():
+            kind, framework = peer_info.pop("kind"), peer_info.pop("framework")
+            peer_info["x_maxdiff"] = float(np.max(np.abs(peer_info.pop("x") - reference.x)))
+            rows.append(Row(name, kind, framework, _peer_sampler(peer, name), peer_info))
     for row in rows:
         row.check["same_path"] = (row.check["nit"], row.check["nfev"]) == (
             reference.nit,
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=C.FRAMEWORKS,
         help="default: every installed framework (numpy and torch with --quick)",
     )
-    parser.add_argument("--repeats", type=int, help="rounds per size (default 15; 3 at 1e6)")
+    parser.add_argument("--repeats", type=int, help="rounds per size (default 15; 5 above 1e5)")
     parser.add_argument("--budget", type=float, help="seconds per timed sample (default 0.1)")
     parser.add_argument(
         "--clock",
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     if args.from_json is not None:
-        results = json.loads(args.from_json.read_text())
+        results: dict[str, Any] = json.loads(args.from_json.read_text())
         select_clock(results, args.clock)
         report(results, args.from_json, args.docs)
         return results
@@ -308,7 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         per_size = {}
         for n in sizes:
-            default = (3 if args.quick else 15) if n <= 100_000 else (1 if args.quick else 3)
+            default = (3 if args.quick else 15) if n <= 100_000 else (1 if args.quick else 5)
             diagnostics = n <= args.diagnostics_max
             per_size[str(n)] = measure(
                 n, frameworks, peer, args.repeats or default, budget, diagnostics, args.clock

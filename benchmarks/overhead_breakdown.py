@@ -63,13 +63,15 @@ def runs(framework: str, problem: P.Problem) -> tuple[dict[str, Callable[[], Any
     keys = list(P.KEYS)
     shapes = [problem.shapes[k] for k in keys]
     sizes = [int(np.prod(s)) for s in shapes]
+    glue: Callable[[np.ndarray], tuple[float, np.ndarray]]
     if framework == "numpy":
         slices = [problem.slices[k] for k in keys]
 
-        def glue(v: np.ndarray) -> tuple[float, np.ndarray]:
+        def numpy_glue(v: np.ndarray) -> tuple[float, np.ndarray]:
             value, g = hand({k: v[s].reshape(sh) for k, s, sh in zip(keys, slices, shapes)})
             return value, np.concatenate([g[k].reshape(-1) for k in keys])
 
+        glue = numpy_glue
     else:
         glue = C._glue_fun(framework, hand, keys, shapes, sizes)
     be = backend_cls()

@@ -4,7 +4,7 @@ Each benchmark runs in its own process, so each starts with a clean one-thread e
 A full run rewrites the generated part of docs/benchmarks.md and the plots in docs/img/; a quick
 run writes its results to the temporary directory and touches nothing in the repository.
 
-    python benchmarks/run_all.py                 # full run (about 30 minutes), updates docs/
+    python benchmarks/run_all.py                 # full run (about 25 minutes), updates docs/
     python benchmarks/run_all.py --quick         # smoke run: NumPy and PyTorch, 10 and 1e3
     python benchmarks/run_all.py --setup-peers   # first create .bench-venv (dict-minimize 0.0.4)
 

@@ -138,6 +138,14 @@ class JaxBackend(Backend[jax.Array]):
     def split(self, flat: jax.Array, sizes: tuple[int, ...]) -> list[jax.Array]:
         return list(_split(flat, tuple(sizes)))
 
+    def loss_and_flat_to_host(
+        self, value: jax.Array, flat: jax.Array, dtype: Any
+    ) -> tuple[float, np.ndarray]:
+        if getattr(_device_of(flat.sharding), "platform", None) == "cpu":
+            # Host memory already: two zero-copy views instead of a concatenation.
+            return float(self.to_numpy(value).reshape(())), self.to_numpy(flat)
+        return super().loss_and_flat_to_host(value, flat, dtype)
+
     # Packing and unpacking compile once per layout (shapes and dtypes), shared by every call
     # with that layout: one dispatch per evaluation instead of one per leaf.
     def _packer(self, kind: str, spec: TreeSpec, dtype: Any = None) -> Callable[..., Any]:

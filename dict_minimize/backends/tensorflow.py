@@ -126,6 +126,13 @@ class TensorflowBackend(Backend[tf.Tensor]):
             value=flat, size_splits=_ints(sizes), axis=_axis(), num_split=len(sizes)
         )
 
+    def loss_and_flat_to_host(
+        self, value: tf.Tensor, flat: tf.Tensor, dtype: Any
+    ) -> tuple[float, np.ndarray]:
+        if "CPU" in flat.device.upper():  # host memory already: two views, no device concat
+            return float(self.to_numpy(value).reshape(())), self.to_numpy(flat)
+        return super().loss_and_flat_to_host(value, flat, dtype)
+
     # -- autodiff builders: each traces once, on its first call ----------------------------
     def value_fn(self, f: FlatFn) -> FlatFn:
         return _traced_once(lambda flat: _scalar(f, flat))
