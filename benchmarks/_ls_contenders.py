@@ -23,9 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 import _ls_problems as P
+import numpy as np
 
 #: Settings of ``fit`` (MATLAB trainlm's algorithm plus geodesic acceleration), for the
 #: frameworks that call ``least_squares`` directly with them.
@@ -89,7 +88,7 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-# -- framework mirrors of the models ----------------------------------------------------------
+# -- framework mirrors of the models --------------------------------------------------------------
 def torch_mlp(p: dict[str, Any], x: Any) -> Any:
     """The tanh MLP on torch tensors."""
     import torch
@@ -181,7 +180,7 @@ def tf_curve(p: dict[str, Any], t: Any) -> Any:
     return out
 
 
-# -- how each network case is posed -------------------------------------------------------------
+# -- how each network case is posed ---------------------------------------------------------------
 @dataclass(frozen=True)
 class NetCase:
     """A network case as the contenders see it.
@@ -219,7 +218,7 @@ def _samples(case: NetCase) -> int:
     return int(case.data.y.shape[0])
 
 
-# -- this project -------------------------------------------------------------------------------
+# -- this project ---------------------------------------------------------------------------------
 def ours_torch_fit(case: NetCase) -> Contender:
     """``torch_api.fit`` on an ``nn.Sequential``; ``normalize`` when the case is normalized."""
     need("torch")
@@ -234,9 +233,7 @@ def ours_torch_fit(case: NetCase) -> Contender:
         hist = [float(v) for v in out.history["loss"]]
         return Run(hist, int(out.result.njev), hist[-1], {"nfev": int(out.result.nfev)})
 
-    return Contender(
-        "ours torch fit", "ours", "torch", run, lambda: run(2), "trainlm + geodesic"
-    )
+    return Contender("ours torch fit", "ours", "torch", run, lambda: run(2), "trainlm + geodesic")
 
 
 def _torch(a: np.ndarray) -> Any:
@@ -311,12 +308,11 @@ def ours_ls_default(framework: str, case: NetCase, geodesic: bool = False) -> Co
     """``least_squares`` with its defaults (Nielsen damping, Marquardt scaling)."""
     label = f"ours {framework} least_squares" + (" +geodesic" if geodesic else "")
     options = {"geodesic": True} if geodesic else {}
-    return _ours_ls(
-        framework, case, options, label, "Nielsen, D=diag(JᵀJ)" + (" + geodesic" if geodesic else "")
-    )
+    note = "Nielsen, D=diag(JᵀJ)" + (" + geodesic" if geodesic else "")
+    return _ours_ls(framework, case, options, label, note)
 
 
-# -- scipy (host), Jacobian from torch per-sample reverse mode ----------------------------------
+# -- scipy (host), Jacobian from torch per-sample reverse mode ------------------------------------
 class _Budget(Exception):
     """Raised from the Jacobian callback once the budget of Jacobians is spent."""
 
@@ -419,7 +415,8 @@ def torch_lm(case: NetCase, normalized: bool) -> Contender:
         return Run(hist, len(hist) - 1, hist[-1])
 
     label = "torch-levenberg-marquardt" + (" (normalized data)" if normalized else "")
-    return Contender(label, "peer", "torch", run, lambda: run(2), "QR, raw data" if not normalized else "QR")
+    note = "QR" if normalized else "QR, raw data"
+    return Contender(label, "peer", "torch", run, lambda: run(2), note)
 
 
 # -- tf-levenberg-marquardt -----------------------------------------------------------------------
@@ -550,9 +547,8 @@ def jaxopt_net(case: NetCase) -> Contender:
             params = new
         return Run(hist, jacobians, hist[-1])
 
-    return Contender(
-        "jaxopt LevenbergMarquardt", "peer", "jax", run, lambda: run(2), "per-sample jac_fun, Cholesky"
-    )
+    note = "per-sample jac_fun, Cholesky"
+    return Contender("jaxopt LevenbergMarquardt", "peer", "jax", run, lambda: run(2), note)
 
 
 def optimistix_net(case: NetCase) -> Contender:
@@ -595,7 +591,7 @@ def optimistix_net(case: NetCase) -> Contender:
     )
 
 
-# -- pyrenn -----------------------------------------------------------------------------------------
+# -- pyrenn ---------------------------------------------------------------------------------------
 def pyrenn_net(case: NetCase) -> Contender:
     """pyrenn's ``train_LM`` (NumPy; it scales inputs and targets by their largest magnitude)
     from the same weights, reordered into its layout."""
@@ -624,7 +620,7 @@ def pyrenn_net(case: NetCase) -> Contender:
     return Contender("pyrenn train_LM", "peer", "numpy", run, None, "NumPy, own max-abs scaling")
 
 
-# -- Adam ---------------------------------------------------------------------------------------------
+# -- Adam -----------------------------------------------------------------------------------------
 def adam_torch(case: NetCase, steps: int, lr: float = 1e-3) -> Contender:
     """``torch.optim.Adam`` full-batch on the same normalized model as ``fit``."""
     torch = need("torch")
@@ -650,7 +646,7 @@ def adam_torch(case: NetCase, steps: int, lr: float = 1e-3) -> Contender:
     return Contender(f"Adam (torch, lr={lr:g}, {steps:,} steps)", "baseline", "torch", run)
 
 
-# -- case C -------------------------------------------------------------------------------------------
+# -- case C ---------------------------------------------------------------------------------------
 @dataclass
 class CurveRun:
     """What one case-C run produced."""
@@ -767,8 +763,10 @@ def jaxopt_curve(data: P.CurveData) -> CurveContender:
         maxiter=100,
     )
 
+    solve = need("jax").jit(solver.run)  # compiled once, reused by every later call
+
     def run() -> CurveRun:
-        sol = solver.run(x0, t, y)
+        sol = solve(x0, t, y)
         x = np.asarray(sol.params)
         return CurveRun(float(sol.state.value), x, int(sol.state.iter_num), 0)
 

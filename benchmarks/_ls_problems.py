@@ -171,9 +171,7 @@ def curve(p: dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
     out = np.zeros_like(t)
     for k in range(2):
         out = out + p["amp_exp"][k] * np.exp(-p["rate"][k] * t)
-        out = out + p["amp_gauss"][k] * np.exp(
-            -0.5 * ((t - p["center"][k]) / p["width"][k]) ** 2
-        )
+        out = out + p["amp_gauss"][k] * np.exp(-0.5 * ((t - p["center"][k]) / p["width"][k]) ** 2)
     return out
 
 

@@ -64,7 +64,7 @@ def peer_python() -> Path | None:
     return python if python.exists() else None
 
 
-# -- measuring (in the case process) ----------------------------------------------------------------
+# -- measuring (in the case process) --------------------------------------------------------------
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     """``(result, wall, cpu)`` of one call, the garbage collector paused as in ``_timing``."""
     gc.collect()
@@ -83,7 +83,7 @@ def _import_frameworks() -> None:
     import contextlib
 
     os.environ["JAX_ENABLE_X64"] = "1"
-    for name in ("torch", "tensorflow", "jax"):
+    for name in ("torch", "jax") if _QUICK_MODE[0] else ("torch", "tensorflow", "jax"):
         with contextlib.suppress(ImportError):
             __import__(name)
     if "jax" in sys.modules:
@@ -93,6 +93,22 @@ def _import_frameworks() -> None:
     _threads.pin_frameworks()
 
 
+#: What ``--quick`` runs (the rest takes seconds per call or imports TensorFlow).
+QUICK = frozenset(
+    {
+        "ours torch fit",
+        "ours torch",
+        "ours jax",
+        "ours numpy",
+        "torch-levenberg-marquardt",
+        "jaxopt",
+        "scipy lm analytic",
+        "Adam",
+    }
+)
+_QUICK_MODE = [False]
+
+
 def _build(builders: list[Callable[[], Any]], unavailable: dict[str, str]) -> list[Any]:
     """Call each builder; record the ones that cannot run (with why) instead of failing."""
     import _ls_contenders as C
@@ -100,6 +116,9 @@ def _build(builders: list[Callable[[], Any]], unavailable: dict[str, str]) -> li
     built = []
     for make in builders:
         label = getattr(make, "label", repr(make))
+        if _QUICK_MODE[0] and label not in QUICK:
+            unavailable[label] = "skipped in --quick"
+            continue
         try:
             built.append(make())
         except C.Unavailable as exc:
@@ -134,27 +153,13 @@ def case_a(quick: bool) -> dict[str, Any]:
     import _ls_problems as P
 
     seeds = (0,) if quick else (0, 1, 2)
-    jacobians = 20 if quick else 100
+    jacobians = 10 if quick else 100
     adam_steps = 1_000 if quick else 40_000
     rows: dict[str, dict[str, Any]] = {}
     unavailable: dict[str, str] = {}
     failures: dict[str, str] = {}
     for index, seed in enumerate(seeds):
-        case = C.NetCase(P.case_a(seed), jacobians, normalized=True)
-        builders = [
-            _named("ours torch fit", lambda: C.ours_torch_fit(case)),
-            _named("ours jax", lambda: C.ours_ls_fit_settings("jax", case)),
-            _named("ours tensorflow", lambda: C.ours_ls_fit_settings("tensorflow", case)),
-            _named("torch-levenberg-marquardt", lambda: C.torch_lm(case, False)),
-            _named("torch-levenberg-marquardt (normalized)", lambda: C.torch_lm(case, True)),
-            _named("tf-levenberg-marquardt", lambda: C.tf_lm(case, 1000)),
-            _named("optimistix", lambda: C.optimistix_net(case)),
-            _named("jaxopt", lambda: C.jaxopt_net(case)),
-            _named("pyrenn", lambda: C.pyrenn_net(case)),
-            _named("scipy lm", lambda: C.scipy_net(case, "lm")),
-            _named("scipy trf", lambda: C.scipy_net(case, "trf")),
-            _named("Adam", lambda: C.adam_torch(case, adam_steps)),
-        ]
+        builders = _builders_a(C.NetCase(P.case_a(seed), jacobians, normalized=True), adam_steps)
         contenders = _build(builders, unavailable)
         shift = index % len(contenders)  # a different order in each round
         for contender in contenders[shift:] + contenders[:shift]:
@@ -171,13 +176,33 @@ def case_a(quick: bool) -> dict[str, Any]:
                 "cpu": cpu,
                 **run.extra,
             }
-            print(f"A seed {seed}: {contender.name}: MSE {run.final_mse:.3g}, {wall:.2f} s", flush=True)
+            print(f"A seed {seed}: {contender.name}: MSE {run.final_mse:.3g}, {wall:.2f} s")
     return {
         "config": {"seeds": list(seeds), "jacobians": jacobians, "adam_steps": adam_steps},
         "rows": list(rows.values()),
         "unavailable": unavailable,
         "failures": failures,
     }
+
+
+def _builders_a(case: Any, adam_steps: int) -> list[Callable[[], Any]]:
+    """Case A's contenders for one seed."""
+    import _ls_contenders as C
+
+    return [
+        _named("ours torch fit", lambda: C.ours_torch_fit(case)),
+        _named("ours jax", lambda: C.ours_ls_fit_settings("jax", case)),
+        _named("ours tensorflow", lambda: C.ours_ls_fit_settings("tensorflow", case)),
+        _named("torch-levenberg-marquardt", lambda: C.torch_lm(case, False)),
+        _named("torch-levenberg-marquardt (normalized)", lambda: C.torch_lm(case, True)),
+        _named("tf-levenberg-marquardt", lambda: C.tf_lm(case, 1000)),
+        _named("optimistix", lambda: C.optimistix_net(case)),
+        _named("jaxopt", lambda: C.jaxopt_net(case)),
+        _named("pyrenn", lambda: C.pyrenn_net(case)),
+        _named("scipy lm", lambda: C.scipy_net(case, "lm")),
+        _named("scipy trf", lambda: C.scipy_net(case, "trf")),
+        _named("Adam", lambda: C.adam_torch(case, adam_steps)),
+    ]
 
 
 def _row(contender: Any) -> dict[str, Any]:
@@ -191,12 +216,12 @@ def _row(contender: Any) -> dict[str, Any]:
     }
 
 
-def _jtj_samplers() -> dict[str, Callable[[], float]]:
-    """Per framework, a timer of the plain ``JᵀJ`` product for a 10,000 × 311 float64 J
-    (median of 5 back-to-back products, after one untimed)."""
+def _jtj_samplers(rows: int, number: int) -> dict[str, Callable[[], float]]:
+    """Per framework, a timer of the plain ``JᵀJ`` product for a ``rows`` × 311 float64 J
+    (median of ``number`` products, after one untimed)."""
     import numpy as np
 
-    j = np.random.default_rng(0).standard_normal((10_000, 311))
+    j = np.random.default_rng(0).standard_normal((rows, 311))
     products: dict[str, Callable[[], Any]] = {"numpy": lambda: j.T @ j}
     if "torch" in sys.modules:
         import torch
@@ -218,7 +243,7 @@ def _jtj_samplers() -> dict[str, Callable[[], float]]:
     def sampler(product: Callable[[], Any]) -> Callable[[], float]:
         def sample() -> float:
             product()
-            return float(np.median([timed(product)[1] for _ in range(5)]))
+            return float(np.median([timed(product)[1] for _ in range(number)]))
 
         return sample
 
@@ -230,10 +255,12 @@ def case_b(quick: bool) -> dict[str, Any]:
     import _ls_contenders as C
     import _ls_problems as P
 
-    jacobians = 3 if quick else 50
-    rounds = 1 if quick else 3
-    case = C.NetCase(P.case_b(0), jacobians, normalized=False)
-    short = C.NetCase(P.case_b(0), 3, normalized=False)  # the slowest peers: timing only
+    jacobians = 2 if quick else 50
+    rounds = 1 if quick else 2
+    samples = 2_000 if quick else 10_000
+    case = C.NetCase(P.case_b(0, samples), jacobians, normalized=False)
+    # The slowest peers (seconds per Jacobian): a few Jacobians, for their time per Jacobian.
+    short = C.NetCase(P.case_b(0, samples), 5, normalized=False)
     unavailable: dict[str, str] = {}
     failures: dict[str, str] = {}
     builders = [
@@ -248,17 +275,13 @@ def case_b(quick: bool) -> dict[str, Any]:
     slow = [
         _named("scipy lm", lambda: C.scipy_net(case, "lm")),
         _named("scipy trf", lambda: C.scipy_net(case, "trf")),
-        _named("optimistix", lambda: C.optimistix_net(case)),
-        _named("pyrenn", lambda: C.pyrenn_net(case)),
+        _named("optimistix", lambda: C.optimistix_net(short)),
+        _named("pyrenn", lambda: C.pyrenn_net(short)),
         _named("tf-levenberg-marquardt", lambda: C.tf_lm(short, 1000)),
     ]
-    if quick:  # seconds per Jacobian of these make a smoke run too long
-        for make in slow[2:]:
-            unavailable[make.label] = "skipped in --quick"  # type: ignore[attr-defined]
-        slow = slow[:2]
     fast_contenders = _build(builders, unavailable)
     slow_contenders = _build(slow, unavailable)
-    jtj = _jtj_samplers()
+    jtj = _jtj_samplers(samples, 1 if quick else 5)
     rows: dict[str, dict[str, Any]] = {}
     jtj_rounds: dict[str, list[float]] = {name: [] for name in jtj}
     for index in range(rounds):
@@ -290,7 +313,7 @@ def case_b(quick: bool) -> dict[str, Any]:
                 flush=True,
             )
     return {
-        "config": {"jacobians": jacobians, "rounds": rounds, "samples": 10_000, "params": 311},
+        "config": {"jacobians": jacobians, "rounds": rounds, "samples": samples, "params": 311},
         "rows": list(rows.values()),
         "jtj": jtj_rounds,
         "unavailable": unavailable,
@@ -301,12 +324,11 @@ def case_b(quick: bool) -> dict[str, Any]:
 def case_c(quick: bool) -> dict[str, Any]:
     """Sum of exponentials and Gaussians, 10,000 points, 10 parameters: wall time of a
     second (and later) complete call, compile included."""
-    import numpy as np
-
     import _ls_contenders as C
     import _ls_problems as P
+    import numpy as np
 
-    rounds = 3 if quick else 15
+    rounds = 2 if quick else 15
     data = P.case_c()
     unavailable: dict[str, str] = {}
     failures: dict[str, str] = {}
@@ -349,8 +371,11 @@ def case_c(quick: bool) -> dict[str, Any]:
     for index in range(rounds):
         shift = index % max(len(live), 1)
         for contender in live[shift:] + live[:shift]:
+            row = rows[contender.name]
+            if row["first_call_s"] > SLOW_CALL_S and len(row["rounds"]) >= 2:
+                continue  # seconds per call: two later calls are enough
             _, wall, cpu = timed(contender.run)
-            rows[contender.name]["rounds"].append({"wall": wall, "cpu": cpu})
+            row["rounds"].append({"wall": wall, "cpu": cpu})
     return {
         "config": {"rounds": rounds, "samples": int(data.t.size), "params": 10, "tol": C.TOL_C},
         "optimum_cost": optimum,
@@ -360,11 +385,15 @@ def case_c(quick: bool) -> dict[str, Any]:
     }
 
 
+#: Case C contenders whose first call takes longer than this get two timed calls only.
+SLOW_CALL_S = 3.0
+
 CASES: dict[str, Callable[[bool], dict[str, Any]]] = {"A": case_a, "B": case_b, "C": case_c}
 
 
 def run_case(name: str, quick: bool, out: Path) -> None:
     """The body of a case process: measure, then write the case's JSON to ``out``."""
+    _QUICK_MODE[0] = quick
     _import_frameworks()
     sys.path.insert(0, str(BENCH_DIR))
     import _ls_contenders as C
@@ -405,7 +434,8 @@ def measure(cases: list[str], quick: bool, python: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in cases:
             out = Path(tmp) / f"case_{name}.json"
-            command = [str(python), str(Path(__file__).resolve()), "--case", name, "--out", str(out)]
+            command = [str(python), str(Path(__file__).resolve()), "--case", name]
+            command += ["--out", str(out)]
             command += ["--quick"] if quick else []
             start = time.perf_counter()
             code = subprocess.call(command, env=env, cwd=str(BENCH_DIR))
@@ -446,9 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         python = args.python or peer_python() or Path(sys.executable)
         results = measure(args.cases, args.quick, python)
-        path = args.out or (
-            Path(tempfile.gettempdir()) / "least_squares_cases.quick.json" if args.quick else RESULTS
-        )
+        quick_path = Path(tempfile.gettempdir()) / "least_squares_cases.quick.json"
+        path = args.out or (quick_path if args.quick else RESULTS)
         if not args.quick and args.cases != sorted(CASES) and path.exists():
             earlier = json.loads(path.read_text())  # a partial rerun keeps the other cases
             earlier["cases"].update(results["cases"])

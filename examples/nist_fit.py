@@ -29,8 +29,9 @@ How to run
 What to expect
     Two tables of fitted against certified values and one of the runs. For both problems
     and both starts every parameter matches its certified value to 7.5 to 11 significant
-    digits (the test suite asks for 6; about 7.5 is what the float64 residuals resolve:
-    MINPACK stops at the same digits) and the RSS to all 11. From MGH09's far start 1 the
+    digits (the test suite asks for 6) and the RSS to all 11. About 7.5 digits is what
+    float64 resolves here: MINPACK stops at the same digits, while the same iteration in
+    extended precision gets 9 to 11. From MGH09's far start 1 the
     in-framework LM needs 88 Jacobians (118 residual evaluations), MINPACK 400 (528,
     beyond its default budget of 100·n = 400 evaluations); the other runs take 16 to 46.
     Each fit takes 0.04 to 0.25 s once a first, untimed call has paid PyTorch's one-time

