@@ -10,9 +10,9 @@ of docs/benchmarks.md.
     python benchmarks/least_squares_cases.py --quick    # smoke run (< 60 s), touches nothing
 
 The peers (torch-levenberg-marquardt, tf-levenberg-marquardt, optimistix, jaxopt, pyrenn) are
-benchmark extras, never dependencies: they live in ``.peers-venv`` (see benchmarks/README.md),
-and the case processes run under its interpreter when it exists. A peer that is missing or
-fails is recorded with the reason, and the other contenders still run.
+benchmark extras, never dependencies: they live in ``.peers-venv`` (git-ignored; ``--setup-peers``
+creates it), and the case processes run under its interpreter when it exists. A peer that is
+missing or fails is recorded with the reason, and the other contenders still run.
 """
 
 from __future__ import annotations
@@ -58,10 +58,43 @@ DISTRIBUTIONS = (
 )
 
 
+#: What ``.peers-venv`` holds (frameworks pinned by constraints.txt); tf-levenberg-marquardt
+#: comes after, with ``--no-deps``: it requires ``tensorflow``, which would pull the non-CPU
+#: wheel beside ``tensorflow-cpu``.
+PEER_REQUIREMENTS = (
+    "torch==2.13.0",
+    "tensorflow-cpu==2.21.*",
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "torch-levenberg-marquardt==1.2.3",
+    "optimistix==0.1.0",
+    "jaxopt==0.8.5",
+    "pyrenn==0.1",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "tqdm",
+)
+
+
 def peer_python() -> Path | None:
     """The interpreter of ``.peers-venv``, or None when it has not been created."""
     python = PEERS_VENV / "bin" / "python"
     return python if python.exists() else None
+
+
+def create_peers_venv() -> Path:
+    """Create ``.peers-venv``: the frameworks, the peers, and this project (editable)."""
+    if peer_python() is None:
+        subprocess.run(["python3", "-m", "venv", str(PEERS_VENV)], check=True)
+    python = peer_python()
+    assert python is not None
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), *PEER_REQUIREMENTS], check=True)
+    subprocess.run([*pip, "--no-deps", "tf-levenberg-marquardt==1.0.3"], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
+    return python
 
 
 # -- measuring (in the case process) --------------------------------------------------------------
@@ -461,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help=f"results JSON (default {RESULTS})")
     parser.add_argument("--from-json", type=Path, help="measure nothing: report this JSON")
+    parser.add_argument(
+        "--setup-peers", action="store_true", help="create .peers-venv first (needs PyPI)"
+    )
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _threads.pin_env()
@@ -470,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import _ls_report as report
 
+    if args.setup_peers:
+        print(f"peer environment: {create_peers_venv()}")
     if args.from_json is not None:
         results = json.loads(args.from_json.read_text())
         path = args.from_json

@@ -23,7 +23,7 @@ import _threads
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Benchmark scripts in this directory, run in this order.
-BENCHMARKS = ("adapter_overhead.py",)
+BENCHMARKS = ("adapter_overhead.py", "least_squares_cases.py")
 
 
 def main(argv: list[str] | None = None) -> int:

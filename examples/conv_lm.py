@@ -32,7 +32,7 @@ What it shows
 
 How to run
     python examples/conv_lm.py                         # 25 to 45 s, mostly the baseline
-    python examples/conv_lm.py --quick                 # 60 patches, 3 iterations, ~4 s
+    python examples/conv_lm.py --quick                 # 60 patches, 3 iterations, ~8 s
     python examples/conv_lm.py --out-dir docs/img      # the committed figure
     python examples/conv_lm.py --iterations 10 --samples 300
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import random
 import sys
 from collections.abc import Iterator
@@ -159,11 +160,16 @@ def test_lm_vs_adam_lm_beats_adam(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("restore_globals")
-def test_lm_vs_adam_every_framework(tmp_path: Path) -> None:
+def test_lm_vs_adam_every_framework(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Keras/TensorFlow and JAX trainers: same weights and data, so the same results."""
     torch = pytest.importorskip("torch")
+    # imported first, so that they start with the suite's settings, not the example's; the
+    # variables the example sets only where unset are set here and put back afterwards
+    pytest.importorskip("tensorflow")
     pytest.importorskip("jax")
     keras = pytest.importorskip("keras")
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras does not run on TensorFlow")
     from threadpoolctl import threadpool_limits
