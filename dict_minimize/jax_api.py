@@ -9,6 +9,7 @@ host, so expect float32 accuracy. dict_minimize reads the flag and never changes
 
 from dict_minimize._api import bind_least_squares, bind_minimize
 from dict_minimize.backends.jax import JaxBackend
+from dict_minimize.training.jax import fit
 
 _BACKEND = JaxBackend()
 
@@ -50,4 +51,4 @@ least_squares = bind_least_squares(
     (True, 2.0, 1.5)""",
 )
 
-__all__ = ["least_squares", "minimize"]
+__all__ = ["fit", "least_squares", "minimize"]

@@ -7,6 +7,7 @@ result holds tensors; :func:`dict_minimize.models.keras.dict_to_model` writes th
 
 from dict_minimize._api import bind_least_squares, bind_minimize
 from dict_minimize.backends.tensorflow import TensorflowBackend
+from dict_minimize.training.keras import fit
 
 _BACKEND = TensorflowBackend()
 
@@ -50,4 +51,4 @@ least_squares = bind_least_squares(
     (True, 2.0, 1.5)""",
 )
 
-__all__ = ["least_squares", "minimize"]
+__all__ = ["fit", "least_squares", "minimize"]
