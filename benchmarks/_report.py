@@ -115,7 +115,7 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool]]:
             row = _find(results, n, "ours", label)
             if row is not None:
                 ratio, note = _per_eval(results, n, row)
-                desc = f"{label} at {size_label(n)}: {ratio:.2f}x scipy{note} (target ≤ {bound}x)"
+                desc = f"{label} at {size_label(n)}: {ratio:.3f}x scipy{note} (target ≤ {bound}x)"
                 out.append((desc, ratio <= bound))
             continue
         for size in sizes:
@@ -123,8 +123,8 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool]]:
             peer = _find(results, size, PEER, label)
             if ours is not None and peer is not None:
                 desc = (
-                    f"{label} at {size_label(size)}: {ours['ratio']:.2f}x vs {PEER} "
-                    f"{peer['ratio']:.2f}x (target: below)"
+                    f"{label} at {size_label(size)}: {ours['ratio']:.3f}x vs {PEER} "
+                    f"{peer['ratio']:.3f}x (target: below)"
                 )
                 out.append((desc, ours["ratio"] < peer["ratio"]))
     return out

@@ -321,8 +321,9 @@ def case_b(quick: bool) -> dict[str, Any]:
         contenders = fast_contenders + (slow_contenders if index == 0 else [])
         shift = index % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
-            for name, sample in jtj.items():  # JᵀJ alone, beside every contender's run
-                jtj_rounds[name].append(sample())
+            beside = {name: sample() for name, sample in jtj.items()}  # JᵀJ alone, just before
+            for name, value in beside.items():
+                jtj_rounds[name].append(value)
             out = _run_safely(contender, failures)
             if out is None:
                 continue
@@ -337,6 +338,7 @@ def case_b(quick: bool) -> dict[str, Any]:
                     "cpu": cpu,
                     "s_per_jac": wall / max(run.njev, 1),
                     "cpu_per_jac": cpu / max(run.njev, 1),
+                    "jtj": beside,
                     **run.extra,
                 }
             )

@@ -1,14 +1,17 @@
-"""Run every benchmark (``make bench``); ``--quick`` is a smoke run of well under 30 s.
+"""Run every benchmark (``make bench``); ``--quick`` is a smoke run.
 
 Each benchmark runs in its own process, so each starts with a clean one-thread environment.
-A full run rewrites the generated part of docs/benchmarks.md and the plots in docs/img/; a quick
-run writes its results to the temporary directory and touches nothing in the repository.
+A full run rewrites the generated parts of docs/benchmarks.md and the plots in docs/img/; a
+quick run writes its results to the temporary directory and touches nothing in the repository.
 
-    python benchmarks/run_all.py                 # full run (about 25 minutes), updates docs/
-    python benchmarks/run_all.py --quick         # smoke run: NumPy and PyTorch, 10 and 1e3
+    python benchmarks/run_all.py                 # full run, updates docs/ (adapter_overhead
+                                                 # alone takes about 35 minutes)
+    python benchmarks/run_all.py --quick         # smoke run (adapter_overhead: ~15 s)
+    python benchmarks/run_all.py --quick --only adapter_overhead
     python benchmarks/run_all.py --setup-peers   # first create .bench-venv (dict-minimize 0.0.4)
 
-Options after ``--`` go to every benchmark, e.g. ``-- --sizes 10 10000 --repeats 5``.
+Options after ``--`` go to every benchmark run, e.g.
+``--only adapter_overhead -- --sizes 10 10000 --repeats 5``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="create .bench-venv with dict-minimize 0.0.4 first (needs the package index)",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=[name.removesuffix(".py") for name in BENCHMARKS],
+        help="run only these benchmarks",
+    )
     parser.add_argument("extra", nargs="*", help="arguments passed on to every benchmark")
     args = parser.parse_args(argv)
 
@@ -43,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"peer environment: {create_bench_venv()}")
     status = 0
-    for script in BENCHMARKS:
+    chosen = [s for s in BENCHMARKS if args.only is None or s.removesuffix(".py") in args.only]
+    for script in chosen:
         command = [sys.executable, str(BENCH_DIR / script)]
         command += ["--quick"] if args.quick else ["--docs"]
         command += args.extra
