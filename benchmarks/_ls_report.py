@@ -320,6 +320,8 @@ def text(results: dict[str, Any]) -> str:
         if "rows" in cases.get(name, {}):
             parts += [f"### Case {name}", "", table(cases[name]), ""]
     parts += ["### Targets", ""]
+    if results.get("quick"):
+        parts += ["(`--quick`: reduced budgets and data, so these verdicts mean nothing)", ""]
     parts += [f"- {'met' if ok else '**missed**'}: {desc}" for desc, ok in verdicts(results)]
     missing = _missing(results)
     if missing:
@@ -420,7 +422,12 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:
     versions = next((c["versions"] for c in results["cases"].values() if "versions" in c), {})
     head = [
         f"Measured {results['date']} on {m['cpu']} ({m['cores']} cores, shared), {m['platform']}; "
-        f"every library on {results['threads']}; float64 throughout.",
+        "every library pinned to one thread (OMP/MKL/OpenBLAS, TF intra/inter-op, XLA, torch); "
+        "float64 throughout. Case A and C results are from the first full run, case B from "
+        "a rerun (`--cases B`) after its JᵀJ reference was paired run by run."
+        if results.get("partial_rerun")
+        else "every library pinned to one thread (OMP/MKL/OpenBLAS, TF intra/inter-op, XLA, "
+        "torch); float64 throughout.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",

@@ -523,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             earlier["cases"].update(results["cases"])
             results = {**earlier, **{k: v for k, v in results.items() if k != "cases"}}
             results["cases"] = earlier["cases"]
+            results["partial_rerun"] = sorted(args.cases)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1) + "\n")
     print(report.text(results))
