@@ -25,7 +25,7 @@ from dict_minimize._errors import (
     InvalidOptionError,
     OptimizationInterrupted,
 )
-from dict_minimize._minimize import prepare
+from dict_minimize._minimize import as_args, prepare
 from dict_minimize._objective import check_x0_finite
 from dict_minimize._result import (
     STATUS_INTERRUPTED,
@@ -222,7 +222,7 @@ def least_squares(
             f"method {method!r} has no option(s) {', '.join(map(repr, unknown))}; its options "
             f"are: {', '.join(sorted(known))}"
         )
-    args = args if isinstance(args, tuple) else tuple(args) if isinstance(args, list) else (args,)
+    args = as_args(args)
     loss_obj = Loss(backend, loss, f_scale)
 
     spec, leaves, device = prepare(backend, x0_dict)

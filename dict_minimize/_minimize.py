@@ -34,6 +34,13 @@ from dict_minimize.backends._protocol import Backend
 _FD_GRADIENT = ("trust-constr", "bfgs", "cg", "l-bfgs-b", "tnc", "slsqp")
 
 
+def as_args(args: Any) -> tuple[Any, ...]:
+    """``args`` as a tuple: a list becomes a tuple, anything else a 1-tuple (scipy's rule)."""
+    if isinstance(args, tuple):
+        return args
+    return tuple(args) if isinstance(args, list) else (args,)
+
+
 def prepare(backend: Backend[Any], x0_dict: Any) -> tuple[TreeSpec, list[Any], Any]:
     """Spec, leaves and common device of x0; clear errors for anything unusable."""
     spec, leaves = tree_spec(x0_dict, backend.describe, backend.is_leaf)
@@ -139,7 +146,7 @@ def minimize(
     progress_opt = options.pop("progress", False)
     if tol is not None and not (isinstance(tol, int | float) and tol > 0):
         raise InvalidOptionError(f"tol must be a positive number, got {tol!r}")
-    args = args if isinstance(args, tuple) else tuple(args) if isinstance(args, list) else (args,)
+    args = as_args(args)
 
     spec, leaves, device = prepare(backend, x0_dict)
     obj = Objective(backend, spec, fun, args, jac, hessp, device)
