@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import io
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ FIT_OPTIONS: dict[str, Any] = {
 NO_STOP = {"ftol": 0.0, "xtol": 1e-15, "gtol": 0.0}
 #: Tolerances of every contender of case C (scipy's defaults).
 TOL_C = 1e-8
+#: Where the framework contenders (ours, torch-levenberg-marquardt, the JAX peers) put their
+#: tensors: "cpu", or "cuda" for the first GPU (``least_squares_cases.py --device``).
+DEVICE = os.environ.get("LS_BENCH_DEVICE", "cpu")
 
 
 class Unavailable(Exception):
@@ -142,7 +146,7 @@ def torch_sequential(data: P.FitData) -> Any:
         layers.append(lin)
         if i < count - 1:
             layers.append(torch.nn.Tanh())
-    return torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers).to(DEVICE)
 
 
 def torch_curve(p: dict[str, Any], t: Any) -> Any:
@@ -239,7 +243,29 @@ def ours_torch_fit(case: NetCase) -> Contender:
 def _torch(a: np.ndarray) -> Any:
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(DEVICE)
+
+
+def _jax(a: np.ndarray) -> Any:
+    """A float64 JAX array on :data:`DEVICE`."""
+    import jax
+
+    return jax.device_put(np.asarray(a, dtype=np.float64), jax.devices(DEVICE)[0])
+
+
+def _tf(a: np.ndarray) -> Any:
+    """A float64 TensorFlow tensor on :data:`DEVICE`."""
+    import tensorflow as tf
+
+    with tf.device("/GPU:0" if DEVICE == "cuda" else "/CPU:0"):
+        return tf.constant(np.asarray(a, dtype=np.float64))
+
+
+def host(tensor: Any) -> np.ndarray:
+    """A float64 NumPy copy of a tensor of any framework, on any device."""
+    if hasattr(tensor, "detach"):  # torch
+        tensor = tensor.detach().cpu()
+    return np.asarray(tensor, dtype=np.float64)
 
 
 def _ours_ls(
@@ -252,19 +278,9 @@ def _ours_ls(
     if framework == "torch":
         conv, model = _torch, torch_mlp
     elif framework == "jax":
-        import jax.numpy as jnp
-
-        def conv(a: np.ndarray) -> Any:
-            return jnp.asarray(a, dtype=jnp.float64)
-
-        model = jax_mlp
+        conv, model = _jax, jax_mlp
     else:
-        import tensorflow as tf
-
-        def conv(a: np.ndarray) -> Any:
-            return tf.constant(a, dtype=tf.float64)
-
-        model = tf_mlp
+        conv, model = _tf, tf_mlp
     x, y = conv(case.x_in), conv(data.y)
 
     def residual_fn(p: dict[str, Any], xb: Any, yb: Any) -> Any:
@@ -325,7 +341,7 @@ def scipy_net(case: NetCase, method: str) -> Contender:
 
     inv, off = case.out_map
     sizes = case.data.sizes
-    x, y = _torch(case.x_in), _torch(case.data.y)
+    x, y = _torch(case.x_in).cpu(), _torch(case.data.y).cpu()  # scipy works on the host
     keys = P.weight_keys(sizes)
     shapes = [P.unflatten(case.data.flat_weights(), sizes)[k].shape for k in keys]
     splits = [math.prod(s) for s in shapes]
@@ -501,9 +517,7 @@ def _jax_net(case: NetCase) -> tuple[Any, Any, Any, Any]:
 
     one = jax.grad(lambda f, xs, ys: residual(f, xs[None], ys[None])[0])
     per_sample = jax.vmap(one, in_axes=(None, 0, 0))
-    x = jnp.asarray(case.x_in)
-    y = jnp.asarray(case.data.y)
-    return residual, per_sample, x, y
+    return residual, per_sample, _jax(case.x_in), _jax(case.data.y)
 
 
 def jaxopt_net(case: NetCase) -> Contender:
@@ -533,7 +547,7 @@ def jaxopt_net(case: NetCase) -> Contender:
     m = _samples(case)
 
     def run(budget: int = case.jacobians) -> Run:
-        params = jnp.asarray(case.data.flat_weights())
+        params = _jax(case.data.flat_weights())
         state = init(params, x, y)
         hist = [2.0 * float(state.value) / m]
         jacobians = 1
@@ -570,7 +584,7 @@ def optimistix_net(case: NetCase) -> Contender:
         return residual(flat, *args)
 
     solver = optx.LevenbergMarquardt(rtol=1e-15, atol=1e-15, verbose=record)
-    y0 = jnp.asarray(case.data.flat_weights())
+    y0 = _jax(case.data.flat_weights())
 
     def run(steps: int = case.jacobians) -> Run:
         losses.clear()
@@ -674,19 +688,9 @@ def ours_curve(framework: str, data: P.CurveData, batched: bool = False) -> Curv
     if framework == "torch":
         conv, model = _torch, torch_curve
     elif framework == "jax":
-        import jax.numpy as jnp
-
-        def conv(a: np.ndarray) -> Any:
-            return jnp.asarray(a, dtype=jnp.float64)
-
-        model = jax_curve
+        conv, model = _jax, jax_curve
     elif framework == "tensorflow":
-        import tensorflow as tf
-
-        def conv(a: np.ndarray) -> Any:
-            return tf.constant(a, dtype=tf.float64)
-
-        model = tf_curve
+        conv, model = _tf, tf_curve
     else:
 
         def conv(a: np.ndarray) -> Any:
@@ -705,7 +709,7 @@ def ours_curve(framework: str, data: P.CurveData, batched: bool = False) -> Curv
         res = module.least_squares(
             residual_fn, x0, args=(t, y), ftol=TOL_C, xtol=TOL_C, gtol=TOL_C, options=options
         )
-        flat = np.concatenate([np.asarray(res.x[k]) for k in P.C_KEYS])
+        flat = np.concatenate([host(res.x[k]) for k in P.C_KEYS])
         return CurveRun(float(res.cost), flat, int(res.nfev), int(res.njev))
 
     label = f"ours {framework} least_squares" + (" (batched_args)" if batched else "")
@@ -736,15 +740,14 @@ def scipy_curve(data: P.CurveData, method: str, analytic: bool) -> CurveContende
 
 
 def _jax_curve_flat(data: P.CurveData) -> tuple[Any, Any, Any, Any]:
-    import jax.numpy as jnp
 
-    t, y = jnp.asarray(data.t), jnp.asarray(data.y)
+    t, y = _jax(data.t), _jax(data.y)
 
     def residual(flat: Any, tb: Any, yb: Any) -> Any:
         p = {k: flat[2 * i : 2 * i + 2] for i, k in enumerate(P.C_KEYS)}
         return jax_curve(p, tb) - yb
 
-    return residual, t, y, jnp.asarray(data.flat_x0())
+    return residual, t, y, _jax(data.flat_x0())
 
 
 def jaxopt_curve(data: P.CurveData) -> CurveContender:
@@ -836,7 +839,7 @@ def torch_lm_curve(data: P.CurveData, optimum: float) -> CurveContender:
 
     def run() -> CurveRun:
         _, model = steps(needed)
-        x = np.concatenate([model.p[k].detach().numpy() for k in P.C_KEYS])
+        x = np.concatenate([host(model.p[k]) for k in P.C_KEYS])
         r = P.curve(P.unflatten_c(x), data.t) - data.y
         return CurveRun(0.5 * float(r @ r), x, needed, needed)
 

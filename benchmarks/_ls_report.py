@@ -107,6 +107,13 @@ def summary_b(case: dict[str, Any]) -> list[dict[str, Any]]:
                 "history": first["mse"],
                 "jtj": jtj.get(fw, math.nan),
                 "jtj_ratio": _jtj_ratio(rounds, fw, spj, jtj),
+                "jtj_cpu_ratio": _median(
+                    [
+                        r["cpu_per_jac"] / r["jtj_cpu"][fw]
+                        for r in rounds
+                        if fw in r.get("jtj_cpu", {})
+                    ]
+                ),
             }
         )
     return out
@@ -134,6 +141,7 @@ def summary_c(case: dict[str, Any]) -> list[dict[str, Any]]:
                 "framework": row["framework"],
                 "note": row["note"],
                 "wall": _median([r["wall"] for r in row["rounds"]]),
+                "cpu": _median([r["cpu"] for r in row["rounds"]]),
                 "calls": len(row["rounds"]),
                 "first": row["first_call_s"],
                 "rel_cost": row["rel_cost"],
@@ -213,38 +221,43 @@ def table_a(case: dict[str, Any]) -> str:
 def table_b(case: dict[str, Any]) -> str:
     budget = case["config"]["jacobians"]
     lines = [
-        f"| contender | s per Jacobian | ÷ JᵀJ alone (same framework) | MSE after {budget} J | "
-        "Jacobians run | rounds | notes |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| contender | s per Jacobian | ÷ JᵀJ alone (same framework) | same, CPU time | "
+        f"MSE after {budget} J | Jacobians run | rounds | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summary_b(case):
         lines.append(
             f"| {s['name']} | {_g(s['s_per_jac'])} | {_g(s['jtj_ratio'])} | "
-            f"{_g(s['mse_budget'])} | {s['njev']} | {s['rounds']} | {s['note']} |"
+            f"{_g(s['jtj_cpu_ratio'])} | {_g(s['mse_budget'])} | {s['njev']} | {s['rounds']} | "
+            f"{s['note']} |"
         )
     jtj = ", ".join(f"{fw} {_g(_median(v))} s" for fw, v in case["jtj"].items())
     lines += [
         "",
         f"JᵀJ alone ({case['config']['samples']:,} × 311 float64, median over the run; the "
-        f"÷ column is the median of each run's ratio to the product timed just before it): "
-        f"{jtj}.",
+        f"÷ columns are the medians of each run's ratio to the product timed just before it, "
+        f"in wall time and in CPU time; every contender runs on one thread, so CPU time is "
+        f"the measure least disturbed by other processes on this shared machine): {jtj}.",
     ]
     return "\n".join(lines)
 
 
 def table_c(case: dict[str, Any]) -> str:
     lines = [
-        "| contender | later call, ms (median) | ÷ scipy lm | first call, ms | calls timed | "
-        "cost − optimum (rel.) | max abs Δx vs scipy | nfev | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| contender | later call, ms (median) | ÷ scipy lm | CPU ms | ÷ scipy lm, CPU | "
+        "first call, ms | calls timed | cost − optimum (rel.) | max abs Δx vs scipy | nfev | "
+        "notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     summary = summary_c(case)
     ref = _peer_row_summary(summary, "scipy least_squares lm")
     for s in summary:
         ratio = s["wall"] / ref["wall"] if ref else math.nan
+        cpu_ratio = s["cpu"] / ref["cpu"] if ref else math.nan
         lines.append(
-            f"| {s['name']} | {_ms(s['wall'])} | {_g(ratio)} | {_ms(s['first'])} | {s['calls']} | "
-            f"{s['rel_cost']:.1e} | {s['max_dx']:.1e} | {s['nfev']} | {s['note']} |"
+            f"| {s['name']} | {_ms(s['wall'])} | {_g(ratio)} | {_ms(s['cpu'])} | {_g(cpu_ratio)} | "
+            f"{_ms(s['first'])} | {s['calls']} | {s['rel_cost']:.1e} | {s['max_dx']:.1e} | "
+            f"{s['nfev']} | {s['note']} |"
         )
     return "\n".join(lines)
 
@@ -420,14 +433,19 @@ def markdown(results: dict[str, Any], images: dict[str, str]) -> str:
     """The generated part of the docs section."""
     m = results["machine"]
     versions = next((c["versions"] for c in results["cases"].values() if "versions" in c), {})
+    device = results.get("device", "cpu")
+    where = "on the CPU" if device == "cpu" else f"the framework contenders on {device}"
+    rerun = results.get("partial_rerun")
     head = [
-        f"Measured {results['date']} on {m['cpu']} ({m['cores']} cores, shared), {m['platform']}; "
-        "every library pinned to one thread (OMP/MKL/OpenBLAS, TF intra/inter-op, XLA, torch); "
-        "float64 throughout. Case A and C results are from the first full run, case B from "
-        "a rerun (`--cases B`) after its JᵀJ reference was paired run by run."
-        if results.get("partial_rerun")
-        else "every library pinned to one thread (OMP/MKL/OpenBLAS, TF intra/inter-op, XLA, "
-        "torch); float64 throughout.",
+        f"Measured {results['date']} on {m['cpu']} ({m['cores']} cores, shared), "
+        f"{m['platform']}, {where}; every library pinned to one thread (OMP/MKL/OpenBLAS, TF "
+        "intra/inter-op, XLA, torch); float64 throughout."
+        + (
+            f" Case(s) {', '.join(rerun)} from a rerun (`--cases {' '.join(rerun)}`), the "
+            "others from the run before it."
+            if rerun
+            else ""
+        ),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",

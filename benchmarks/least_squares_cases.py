@@ -8,6 +8,12 @@ of docs/benchmarks.md.
 
     python benchmarks/least_squares_cases.py --docs     # full run (about 25 minutes)
     python benchmarks/least_squares_cases.py --quick    # smoke run (< 60 s), touches nothing
+    python benchmarks/least_squares_cases.py --device cuda --cases B C   # on the first GPU
+
+With ``--device cuda`` the framework contenders (ours, torch-levenberg-marquardt, the JAX
+peers) put their data and parameters on the first GPU and the JᵀJ reference is timed there
+(synchronized); scipy and pyrenn stay on the host. Results go to
+``benchmarks/results/least_squares_cases_cuda.json``.
 
 The peers (torch-levenberg-marquardt, tf-levenberg-marquardt, optimistix, jaxopt, pyrenn) are
 benchmark extras, never dependencies: they live in ``.peers-venv`` (git-ignored; ``--setup-peers``
@@ -131,8 +137,10 @@ QUICK = frozenset(
     {
         "ours torch fit",
         "ours torch",
+        "ours torch batched",
         "ours jax",
         "ours numpy",
+        "scipy lm",
         "torch-levenberg-marquardt",
         "jaxopt",
         "scipy lm analytic",
@@ -249,9 +257,11 @@ def _row(contender: Any) -> dict[str, Any]:
     }
 
 
-def _jtj_samplers(rows: int, number: int) -> dict[str, Callable[[], float]]:
+def _jtj_samplers(rows: int, number: int) -> dict[str, Callable[[], tuple[float, float]]]:
     """Per framework, a timer of the plain ``JᵀJ`` product for a ``rows`` × 311 float64 J
-    (median of ``number`` products, after one untimed)."""
+    on the benchmark's device: median wall and CPU time of ``number`` products, after one
+    untimed (each waits for the device)."""
+    import _ls_contenders as C
     import numpy as np
 
     j = np.random.default_rng(0).standard_normal((rows, 311))
@@ -259,24 +269,32 @@ def _jtj_samplers(rows: int, number: int) -> dict[str, Callable[[], float]]:
     if "torch" in sys.modules:
         import torch
 
-        jt = torch.from_numpy(j)
-        products["torch"] = lambda: jt.mT @ jt
+        jt = C._torch(j)
+
+        def torch_product() -> Any:
+            out = jt.mT @ jt
+            if jt.is_cuda:
+                torch.cuda.synchronize()
+            return out
+
+        products["torch"] = torch_product
     if "jax" in sys.modules:
         import jax
 
-        jj = jax.numpy.asarray(j)
+        jj = C._jax(j)
         gram = jax.jit(lambda a: a.T @ a)
         products["jax"] = lambda: gram(jj).block_until_ready()
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 
-        jf = tf.constant(j)
+        jf = C._tf(j)
         products["tensorflow"] = lambda: tf.linalg.matmul(jf, jf, transpose_a=True).numpy()
 
-    def sampler(product: Callable[[], Any]) -> Callable[[], float]:
-        def sample() -> float:
+    def sampler(product: Callable[[], Any]) -> Callable[[], tuple[float, float]]:
+        def sample() -> tuple[float, float]:
             product()
-            return float(np.median([timed(product)[1] for _ in range(number)]))
+            times = [timed(product)[1:] for _ in range(number)]
+            return float(np.median([w for w, _ in times])), float(np.median([c for _, c in times]))
 
         return sample
 
@@ -321,7 +339,9 @@ def case_b(quick: bool) -> dict[str, Any]:
         contenders = fast_contenders + (slow_contenders if index == 0 else [])
         shift = index % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
-            beside = {name: sample() for name, sample in jtj.items()}  # JᵀJ alone, just before
+            sampled = {name: sample() for name, sample in jtj.items()}  # JᵀJ alone, just before
+            beside = {name: wall for name, (wall, _) in sampled.items()}
+            beside_cpu = {name: cpu for name, (_, cpu) in sampled.items()}
             for name, value in beside.items():
                 jtj_rounds[name].append(value)
             out = _run_safely(contender, failures)
@@ -339,6 +359,7 @@ def case_b(quick: bool) -> dict[str, Any]:
                     "s_per_jac": wall / max(run.njev, 1),
                     "cpu_per_jac": cpu / max(run.njev, 1),
                     "jtj": beside,
+                    "jtj_cpu": beside_cpu,
                     **run.extra,
                 }
             )
@@ -374,6 +395,10 @@ def case_c(quick: bool) -> dict[str, Any]:
         _named("ours torch", lambda: C.ours_curve("torch", data)),
         _named("ours jax", lambda: C.ours_curve("jax", data)),
         _named("ours tensorflow", lambda: C.ours_curve("tensorflow", data)),
+        # The same fit with the samples declared independent (per-sample Jacobians).
+        _named("ours torch batched", lambda: C.ours_curve("torch", data, batched=True)),
+        _named("ours jax batched", lambda: C.ours_curve("jax", data, batched=True)),
+        _named("ours tensorflow batched", lambda: C.ours_curve("tensorflow", data, batched=True)),
         _named("scipy lm", lambda: C.scipy_curve(data, "lm", analytic=False)),
         _named("scipy lm analytic", lambda: C.scipy_curve(data, "lm", analytic=True)),
         _named("scipy trf", lambda: C.scipy_curve(data, "trf", analytic=False)),
@@ -407,8 +432,8 @@ def case_c(quick: bool) -> dict[str, Any]:
         shift = index % max(len(live), 1)
         for contender in live[shift:] + live[:shift]:
             row = rows[contender.name]
-            if row["first_call_s"] > SLOW_CALL_S and len(row["rounds"]) >= 2:
-                continue  # seconds per call: two later calls are enough
+            if len(row["rounds"]) >= 2 and row["rounds"][-1]["wall"] > SLOW_CALL_S:
+                continue  # seconds per later call: two are enough
             _, wall, cpu = timed(contender.run)
             row["rounds"].append({"wall": wall, "cpu": cpu})
     return {
@@ -420,7 +445,8 @@ def case_c(quick: bool) -> dict[str, Any]:
     }
 
 
-#: Case C contenders whose first call takes longer than this get two timed calls only.
+#: Case C contenders whose later calls take longer than this get two timed calls only (the
+#: first call, which compiles, does not count: later calls reuse what it compiled).
 SLOW_CALL_S = 3.0
 
 CASES: dict[str, Callable[[bool], dict[str, Any]]] = {"A": case_a, "B": case_b, "C": case_c}
@@ -454,18 +480,22 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(terse=True)}
 
 
-def measure(cases: list[str], quick: bool, python: Path) -> dict[str, Any]:
+def measure(cases: list[str], quick: bool, python: Path, device: str = "cpu") -> dict[str, Any]:
     """Run each case in its own process under ``python``; the combined results."""
     results: dict[str, Any] = {
         "date": DATE,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "device": device,
         "python": str(python),
         "threads": "1 (OMP/MKL/OpenBLAS, TF intra/inter-op, XLA, torch)",
         "quick": quick,
         "cases": {},
     }
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LS_BENCH_DEVICE"] = device
+    if device != "cpu":
+        env.pop("JAX_PLATFORMS", None)  # let JAX find the GPU (the pinned default is CPU only)
     with tempfile.TemporaryDirectory() as tmp:
         for name in cases:
             out = Path(tmp) / f"case_{name}.json"
@@ -490,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md and plots")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the framework contenders run (cuda: the first GPU)",
+    )
+    parser.add_argument(
         "--python",
         type=Path,
         help="interpreter of the case processes (default: .peers-venv's when it exists)",
@@ -502,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _threads.pin_env()
+    if os.environ.get("LS_BENCH_DEVICE", "cpu") != "cpu":
+        os.environ.pop("JAX_PLATFORMS", None)  # a case process on a GPU (set by measure)
     if args.case is not None:  # a case process
         run_case(args.case, args.quick, args.out)
         return 0
@@ -515,9 +553,14 @@ def main(argv: list[str] | None = None) -> int:
         path = args.from_json
     else:
         python = args.python or peer_python() or Path(sys.executable)
-        results = measure(args.cases, args.quick, python)
+        results = measure(args.cases, args.quick, python, args.device)
         quick_path = Path(tempfile.gettempdir()) / "least_squares_cases.quick.json"
-        path = args.out or (quick_path if args.quick else RESULTS)
+        full_path = (
+            RESULTS
+            if args.device == "cpu"
+            else RESULTS.with_name(f"least_squares_cases_{args.device}.json")
+        )
+        path = args.out or (quick_path if args.quick else full_path)
         if not args.quick and args.cases != sorted(CASES) and path.exists():
             earlier = json.loads(path.read_text())  # a partial rerun keeps the other cases
             earlier["cases"].update(results["cases"])
@@ -528,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(results, indent=1) + "\n")
     print(report.text(results))
     print(f"\nresults: {path}")
-    if args.docs and not results.get("quick"):
+    if args.docs and not results.get("quick") and results.get("device", "cpu") == "cpu":
         report.publish(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img")
     failed = [n for n, c in results["cases"].items() if "error" in c]
     return 1 if failed else 0

@@ -3,12 +3,13 @@
 Times, interleaved, scipy L-BFGS-B runs (100 iterations) that add one layer at a time:
 
 1. ``scipy``: raw scipy on the flat NumPy problem;
-2. ``+ callback``: the same with a do-nothing per-iteration callback (``minimize`` always
-   passes one, to count iterations);
+2. ``+ callback``: the same with the per-iteration callback ``minimize`` passes to count
+   iterations (taking ``intermediate_result``, so scipy copies nothing for it);
 3. ``+ dict objective, minimal glue``: the framework's dict objective behind the least glue
    code (no validation): the cost of the objective being written on a dict / in the framework;
 4. ``+ Objective``: scipy calling ``dict_minimize``'s per-evaluation wrapper
-   (``Objective.value_and_grad``: transfers, unflatten, checks, ravel), with the callback;
+   (``Objective.value_and_grad``: leaves from the point, the dict, checks, the gradient back
+   to the host), with the callback;
 5. ``*_api.minimize``: the whole public call (adds the per-call setup and the result).
 
 Then it times the pieces of one evaluation of ``Objective.value_and_grad`` (microseconds).
@@ -47,7 +48,7 @@ def _lbfgsb(fun: Callable[..., Any], x0: np.ndarray, callback: Any = None) -> An
     return so.minimize(fun, x0, jac=True, method=P.METHOD, options=P.OPTIONS, callback=callback)
 
 
-def _count(_: Any) -> None:
+def _count(intermediate_result: Any) -> None:
     pass
 
 
@@ -97,26 +98,47 @@ def runs(framework: str, problem: P.Problem) -> tuple[dict[str, Callable[[], Any
 
 def pieces(obj: Any, x: np.ndarray, rounds: int) -> dict[str, float]:
     """Microseconds per call of each step of one ``value_and_grad`` evaluation."""
+    import math
+
     be, spec = obj.backend, obj.spec
-    flat = obj.to_device(x)
-    leaves = be.unravel(flat, spec)
-    user = be.detached(leaves)
-    params = spec.unflatten(user)
-    value, grad = obj.fun(params)
-    values = spec.match(grad, "gradient", is_leaf=be.is_leaf)
-    grad_flat = be.ravel(values, spec, obj.dtype)
-    steps: dict[str, Callable[[], Any]] = {
-        "value_and_grad (total)": lambda: obj.value_and_grad(x),
-        "user objective": lambda: obj.fun(params),
-        "to_device (host -> flat tensor)": lambda: obj.to_device(x),
-        "unravel (flat -> leaves)": lambda: be.unravel(flat, spec),
-        "detached (requires_grad leaves)": lambda: be.detached(leaves),
-        "unflatten (leaves -> dict)": lambda: spec.unflatten(user),
-        "check the loss": lambda: obj._check_scalar(value),
-        "tree_to_flat (match + check + ravel)": lambda: obj.tree_to_flat(grad, "gradient"),
-        "  of which ravel": lambda: be.ravel(values, spec, obj.dtype),
-        "_host (loss and gradient to NumPy)": lambda: obj._host(value, grad_flat),
-    }
+    obj.value_and_grad(x)  # binds the objective (TensorFlow: its concrete function)
+    fun = obj._bound
+    host = obj._host_leaves
+    steps: dict[str, Callable[[], Any]] = {"value_and_grad (total)": lambda: obj.value_and_grad(x)}
+    if host is not None:  # the host fast path (backends/_host.py)
+        _, leaves = host.leaves(x)
+        params = spec.unflatten(leaves)
+        value, grad = fun(params)
+        loss = obj._check_scalar(value)
+        grad_host = host.gradient(grad)
+        steps |= {
+            "user objective": lambda: fun(params),
+            "HostLeaves.leaves (copy of the point, leaves)": lambda: host.leaves(x),
+            "unflatten (leaves -> dict)": lambda: spec.unflatten(leaves),
+            "check the loss": lambda: obj._check_scalar(value),
+            "HostLeaves.loss (loss to float)": lambda: host.loss(loss),
+            "HostLeaves.gradient (keys, checks, join)": lambda: host.gradient(grad),
+            "finite check of the gradient": lambda: math.isfinite(grad_host.dot(grad_host)),
+        }
+    else:  # the device path
+        flat = obj.to_device(x)
+        leaves = be.unravel(flat, spec)
+        user = be.detached(leaves)
+        params = spec.unflatten(user)
+        value, grad = fun(params)
+        values = spec.match(grad, "gradient", is_leaf=be.is_leaf)
+        grad_flat = be.ravel(values, spec, obj.dtype)
+        steps |= {
+            "user objective": lambda: fun(params),
+            "to_device (host -> flat tensor)": lambda: obj.to_device(x),
+            "unravel (flat -> leaves)": lambda: be.unravel(flat, spec),
+            "detached (requires_grad leaves)": lambda: be.detached(leaves),
+            "unflatten (leaves -> dict)": lambda: spec.unflatten(user),
+            "check the loss": lambda: obj._check_scalar(value),
+            "tree_to_flat (match + check + ravel)": lambda: obj.tree_to_flat(grad, "gradient"),
+            "  of which ravel": lambda: be.ravel(values, spec, obj.dtype),
+            "_host (loss and gradient to NumPy)": lambda: obj._host(value, grad_flat),
+        }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -145,9 +167,27 @@ def main() -> None:
         for name, samples in cpu.items():
             ratio = _timing.paired_ratio(samples, base)
             print(f"| {name} | {_timing.median(samples) * 1e3:.2f} | {ratio:.3f} |")
+        steps = pieces(obj, problem.x0.copy(), args.rounds)
         print("\n| step of one evaluation | µs |\n|---|---:|")
-        for name, us in pieces(obj, problem.x0.copy(), args.rounds).items():
+        for name, us in steps.items():
             print(f"| {name} | {us:.2f} |")
+        bound(problem, base, steps["user objective"])
+
+
+def bound(problem: P.Problem, scipy_runs: list[float], objective_us: float) -> None:
+    """The least any adapter can cost: scipy's own work plus the objective alone, per run."""
+    flat_fun, x0 = P.flat_fun(problem), problem.x0.copy()
+    res = _lbfgsb(flat_fun, x0)
+    flat_s = _timing.median([_timing.sample(lambda: flat_fun(x0), 2000)[1] for _ in range(5)])
+    scipy_ms = _timing.median(scipy_runs) * 1e3
+    own_ms = scipy_ms - res.nfev * flat_s * 1e3
+    least = own_ms + res.nfev * objective_us * 1e-3
+    print(
+        f"\nscipy's own work {own_ms:.2f} ms per run ({res.nfev} evaluations; the flat NumPy "
+        f"objective takes {flat_s * 1e6:.1f} µs of them each); with the framework objective "
+        f"alone ({objective_us:.1f} µs each) any adapter costs at least {least:.2f} ms, "
+        f"{least / scipy_ms:.2f}x raw scipy"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ array framework.
 """
 
 from dict_minimize._errors import (
+    CheckpointError,
     DictMinimizeError,
     DictMinimizeWarning,
+    DistributedError,
     InvalidBoundsError,
     InvalidDtypeError,
     InvalidOptionError,
@@ -26,8 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
+    "CheckpointError",
     "DictMinimizeError",
     "DictMinimizeWarning",
+    "DistributedError",
     "InvalidBoundsError",
     "InvalidDtypeError",
     "InvalidOptionError",

@@ -33,7 +33,12 @@ _MINIMIZE_DOC = """Minimize a scalar function of a dict of {framework} tensors w
     method : str or None
         Any method of ``scipy.optimize.minimize`` (case-insensitive); default ``"L-BFGS-B"``.
         ``None`` lets scipy choose, as dict-minimize did: BFGS, L-BFGS-B with bounds, SLSQP
-        with constraints.
+        with constraints. ``"rso"``: gradient-free random search optimization (Tripathi &
+        Singh) in the framework, one weight at a time on mini-batches; ``fun`` returns only
+        the loss, ``jac`` is ignored, and ``options`` are ``rounds``, ``batched_args`` with
+        ``batch_size`` (or ``sampler``), ``seed``, ``skip_bias``, ``sigma_scale``,
+        ``min_sigma``, ``init``, ``out_axis``, ``maxfev``, ``vectorize``, ``progress`` (see
+        :mod:`dict_minimize.solvers.rso`); the callback runs after each tensor's sweep.
     tol : float, optional
         Tolerance for termination, as in scipy.
     callback : callable, optional
@@ -68,7 +73,10 @@ _MINIMIZE_DOC = """Minimize a scalar function of a dict of {framework} tensors w
         Subclasses of ``ValueError``/``TypeError`` naming the offending key, shape or option.
     dict_minimize.OptimizationInterrupted
         On Ctrl-C; a ``KeyboardInterrupt`` whose ``.result`` holds the best point so far. An
-        exception raised by ``fun`` propagates with the best result so far in ``.result``.
+        exception raised by ``fun`` propagates with the best result so far in ``.result``
+        (status -3). Where the loss or gradient is NaN/Inf at a trial point, scipy sees a
+        value above every finite one (so line searches back off); a method that gives up
+        there reports status -5 with the best finite point. See docs/reliability.md.
 
     Examples
     --------
@@ -206,6 +214,30 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
             36x lower MSE after 50 Jacobians, at 1.3-1.8x the time per Jacobian.
         ``max_iter``
             Iterations (Jacobians) at most; ``progress``: a tqdm bar with the cost.
+        ``distributed``
+            Data parallelism over processes (PyTorch): when ``torch.distributed`` is
+            initialized and the residuals are per sample, each rank's batched args are its
+            shard and the sums over samples are all-reduced, so every rank takes the same
+            steps and ends with the same x (``fun`` holds the rank's own residuals). None
+            (default): whenever a process group is initialized; False: never; True: required;
+            or a process group. See the README, "Scaling out".
+        ``devices``
+            Data parallelism over the devices of one process (JAX): a list of devices or a
+            one-axis ``Mesh``; the batched args are split over them along their batch axis.
+        ``checkpoint``, ``checkpoint_every`` (1)
+            A file path: every ``checkpoint_every`` accepted iterations, the whole solver
+            state (x, the damping μ and ν, the Marquardt scaling, iteration and evaluation
+            counters, the history) is written there atomically (temporary file in the same
+            directory, fsync, rename) as an ``.npz`` archive that is never unpickled. The
+            solver draws no random numbers, so there is no RNG state.
+        ``resume``
+            A checkpoint file to continue from (usually the same path as ``checkpoint``);
+            x0 then only gives the layout. On the CPU in float64 the run ends at the same
+            point, bit for bit, as one never interrupted. A missing, truncated or corrupt
+            file, or one saved by a different problem (keys, shapes, dtypes, method, loss,
+            damping rule, residual count), raises :class:`~dict_minimize.CheckpointError`:
+            never a silent fresh start. Tolerances, ``max_nfev`` and ``max_iter`` may differ
+            (to extend a finished run).
         The ``"scipy-*"`` methods take ``in_axes``/``batched_args``, ``chunk_size``,
         ``x_scale``, ``tr_solver``, ``tr_options`` and ``verbose``.
 
@@ -223,7 +255,9 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
         ``ObjectiveError`` when the residuals are not finite at x0.
     dict_minimize.OptimizationInterrupted
         On Ctrl-C, with the best point so far in ``.result``. An exception raised by
-        ``residual_fn`` propagates with the best result so far in ``.result``.
+        ``residual_fn`` propagates with the best result so far in ``.result`` (status -3).
+        Trial points with non-finite residuals are rejected; when no finite step is left the
+        result says so (status -5). See docs/reliability.md.
 
     Examples
     --------

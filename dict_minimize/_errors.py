@@ -38,6 +38,25 @@ class ObjectiveError(DictMinimizeError, ValueError):
     """The objective returned something unusable (wrong type or shape, non-finite at x0)."""
 
 
+class CheckpointError(DictMinimizeError, ValueError):
+    """A checkpoint file cannot be resumed from: missing, truncated, corrupt, written by a
+    different version of the format, or saved by a run of a different problem (other keys,
+    shapes, dtypes, method or residual count). A run never silently starts afresh instead."""
+
+
+class DistributedError(DictMinimizeError, RuntimeError):
+    """A data-parallel run stopped on every rank because one or more ranks failed.
+
+    ``ranks`` lists the failing ranks. On a failing rank the original exception is chained
+    (``__cause__``); the other ranks get the same error naming the failing ranks and their
+    messages, instead of waiting forever for a collective the failed rank never joins.
+    """
+
+    def __init__(self, message: str, ranks: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.ranks = ranks
+
+
 class OptimizationInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; ``result`` holds the best point found before the interrupt.
 

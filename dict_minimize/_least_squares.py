@@ -29,11 +29,15 @@ from dict_minimize._minimize import as_args, prepare
 from dict_minimize._objective import check_x0_finite
 from dict_minimize._result import (
     STATUS_INTERRUPTED,
+    STATUS_NOT_FINITE,
     STATUS_OBJECTIVE_RAISED,
     LeastSquaresResult,
 )
 from dict_minimize._tree import TreeSpec, format_path
 from dict_minimize.backends._protocol import Backend
+from dict_minimize.distributed._collective import resolve as resolve_collective
+from dict_minimize.distributed._problem import DistributedResidualProblem
+from dict_minimize.solvers import checkpoint as ckpt
 from dict_minimize.solvers import scipy_least_squares
 from dict_minimize.solvers._problem import Linearization, ResidualProblem
 from dict_minimize.solvers.damping import MARQUARDT_DEFAULTS, NIELSEN_DEFAULTS, make_damping
@@ -41,6 +45,7 @@ from dict_minimize.solvers.levenberg_marquardt import (
     MESSAGES,
     STATUS_CALLBACK,
     LevenbergMarquardt,
+    LoopState,
     Settings,
 )
 from dict_minimize.solvers.losses import Loss
@@ -52,7 +57,9 @@ METHODS = IN_FRAMEWORK + tuple(scipy_least_squares.METHODS)
 #: Above this many parameters ``linear_solver="auto"`` goes matrix-free (n² no longer fits).
 MATRIX_FREE_ABOVE = 10_000
 
-_COMMON_OPTIONS = frozenset({"in_axes", "batched_args", "chunk_size", "x_scale"})
+_COMMON_OPTIONS = frozenset(
+    {"in_axes", "batched_args", "chunk_size", "x_scale", "distributed", "devices"}
+)
 _OWN_OPTIONS = _COMMON_OPTIONS | {
     "damping",
     *NIELSEN_DEFAULTS,
@@ -65,6 +72,9 @@ _OWN_OPTIONS = _COMMON_OPTIONS | {
     "max_iter",
     "progress",
     "geodesic",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
 }
 _SCIPY_OPTIONS = _COMMON_OPTIONS | {"tr_solver", "tr_options", "verbose"}
 
@@ -131,7 +141,12 @@ def _x_scale(backend: Backend[Any], spec: TreeSpec, value: Any) -> np.ndarray | 
         for leaf, v in zip(spec.leaves, values):
             if v is None:
                 continue
-            arr = np.asarray(backend.to_numpy(v) if backend.is_leaf(v) else v, dtype=np.float64)
+            try:
+                arr = np.asarray(backend.to_numpy(v) if backend.is_leaf(v) else v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InvalidOptionError(
+                    f"{format_path(leaf.path, 'x_scale')} is {v!r}; give positive numbers"
+                ) from None
             if arr.shape not in ((), leaf.shape):
                 raise InvalidOptionError(
                     f"{format_path(leaf.path, 'x_scale')} has shape {arr.shape} but "
@@ -195,8 +210,13 @@ def least_squares(
     max_nfev: int | None = None,
     callback: Callable[[Any], Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    checkpoint_extra: ckpt.CheckpointExtra | None = None,
 ) -> LeastSquaresResult:
-    """Implementation behind every ``*_api.least_squares``; see the docstring there."""
+    """Implementation behind every ``*_api.least_squares``; see the docstring there.
+
+    ``checkpoint_extra`` (not public) adds a caller's state to each checkpoint and restores
+    it on resume: ``fit`` saves its early-stopping state there.
+    """
     if not callable(residual_fn):
         raise InvalidOptionError(f"residual_fn must be callable, got {type(residual_fn).__name__}")
     if not isinstance(method, str) or method.lower() not in METHODS:
@@ -216,13 +236,37 @@ def least_squares(
         raise InvalidOptionError(f"options must be a dict, got {type(options).__name__}")
     opts = dict(options or {})
     known = _SCIPY_OPTIONS if method.startswith("scipy-") else _OWN_OPTIONS
-    unknown = sorted(set(opts) - known)
+    unknown = sorted(set(opts) - known, key=str)
     if unknown:
         raise InvalidOptionError(
             f"method {method!r} has no option(s) {', '.join(map(repr, unknown))}; its options "
             f"are: {', '.join(sorted(known))}"
         )
     args = as_args(args)
+    if opts.get("devices") is not None:  # samples sharded over devices: see distributed/
+        from dict_minimize.distributed._sharding import least_squares_on_devices
+
+        return least_squares_on_devices(
+            least_squares,
+            backend,
+            residual_fn,
+            x0_dict,
+            args=args,
+            in_axes=_in_axes(opts, len(args)),
+            lb_dict=lb_dict,
+            ub_dict=ub_dict,
+            method=method,
+            loss=loss,
+            f_scale=f_scale,
+            ftol=ftol,
+            xtol=xtol,
+            gtol=gtol,
+            max_nfev=max_nfev,
+            callback=callback,
+            options=opts,
+            checkpoint_extra=checkpoint_extra,
+        )
+    opts.pop("devices", None)
     loss_obj = Loss(backend, loss, f_scale)
 
     spec, leaves, device = prepare(backend, x0_dict)
@@ -241,9 +285,18 @@ def least_squares(
         x0 = _strictly_inside(spec, x0, *bounds)
 
     in_axes = _in_axes(opts, len(args))
+    collective = resolve_collective(
+        backend,
+        opts.pop("distributed", None),
+        per_sample=in_axes is not None,
+        method=method,
+        device=device,
+        in_framework=method in IN_FRAMEWORK,
+    )
     chunk_size = _count("options['chunk_size']", opts.pop("chunk_size", None))
     x_scale = _x_scale(backend, spec, opts.pop("x_scale", "jac"))
     n = spec.size
+    checkpoint_path, every, resume_path = _checkpoint_options(opts)
     linear_solver = opts.pop("linear_solver", "auto")
     if linear_solver not in ("auto", "cholesky", "cg"):
         raise InvalidOptionError(
@@ -271,17 +324,56 @@ def least_squares(
         if in_axes is None and isinstance(x_scale, str):
             x_scale = np.ones(n)  # no column norms without J: Levenberg's D = I
 
-    problem = ResidualProblem(
-        backend, spec, residual_fn, args, device, loss_obj, in_axes, chunk_size, matrix_free
+    problem = (
+        ResidualProblem(
+            backend, spec, residual_fn, args, device, loss_obj, in_axes, chunk_size, matrix_free
+        )
+        if collective is None
+        else DistributedResidualProblem(
+            collective,
+            backend,
+            spec,
+            residual_fn,
+            args,
+            device,
+            loss_obj,
+            in_axes,
+            chunk_size,
+            matrix_free,
+        )
     )
 
     def to_device(array: Any) -> Any:
         return backend.from_numpy(np.asarray(array, np.float64), device, dtype)
 
+    signature = {
+        "kind": "least_squares" if checkpoint_extra is None else checkpoint_extra.kind,
+        "method": method,
+        "loss": loss,
+        "f_scale": float(f_scale),
+        "damping": str(opts.get("damping", "nielsen")).lower(),
+        "x_scale": "jac" if isinstance(x_scale, str) else "fixed",
+        "flat_dtype": backend.dtype_name(dtype),
+        "leaves": [
+            [format_path(leaf.path), list(leaf.shape), backend.dtype_name(leaf.dtype)]
+            for leaf in spec.leaves
+        ],
+        "n": n,
+    }
+    saved = None
+    if resume_path is not None:  # never a silent fresh start: any problem raises
+        saved = ckpt.read(resume_path)
+        ckpt.check_problem(saved, signature, resume_path)
+        x0 = ckpt.require_array(saved, "x", (n,), resume_path)
     x0_flat = to_device(x0)
     _, cost0_t = problem.start(x0_flat)
     problem.nfev = 1
     cost0 = float(backend.host(cost0_t)[0])
+    # A data-parallel run's checkpoint (written by rank 0) holds every rank's residual count.
+    m_all = problem.m_total if isinstance(problem, DistributedResidualProblem) else problem.m
+    signature["m"] = m_all
+    if saved is not None and resume_path is not None:
+        ckpt.check_problem(saved, {"m": m_all}, resume_path)
     if max_nfev is None:
         max_nfev = 100 * n
 
@@ -300,6 +392,9 @@ def least_squares(
         except StopIteration:
             return True
 
+    if isinstance(problem, DistributedResidualProblem) and callback is not None:
+        user_callback = problem.agreeing(user_callback)  # every rank stops together
+
     if method in IN_FRAMEWORK:
         solver = _in_framework(
             backend,
@@ -313,17 +408,38 @@ def least_squares(
             max_nfev,
             user_callback if callback is not None else None,
         )
+        if collective is not None and collective.rank != 0:
+            solver.settings.progress = False  # one bar, on rank 0
+        if checkpoint_path is not None:
+            solver.settings.checkpoint = ckpt.Checkpointer(
+                checkpoint_path,
+                every,
+                signature,
+                checkpoint_extra,
+                is_writer=collective is None or collective.rank == 0,
+            )
     else:
         solver = None
+    resume_state = None
+    if saved is not None and solver is not None and resume_path is not None:
+        resume_state = LoopState.load(
+            saved, resume_path, n, to_device, solver.settings.damping, problem
+        )
+        if checkpoint_extra is not None:
+            checkpoint_extra.load(saved.extra, saved.extra_arrays())
+
+    best = scipy_least_squares.BestPoint(x0, cost0)  # the scipy-* methods' best point
 
     def partial(status: int, message: str) -> LeastSquaresResult:
-        best = solver.x if solver is not None and solver.x is not None else x0_flat
-        cost = solver.cost if solver is not None and solver.x is not None else cost0
+        if solver is not None and solver.x is not None:
+            x_best, cost = solver.x, solver.cost
+        else:
+            x_best, cost = to_device(best.x), best.cost
         return _result(
             backend,
             spec,
             method,
-            best,
+            x_best,
             cost,
             None,
             math.nan,
@@ -333,15 +449,15 @@ def least_squares(
             problem,
             solver.nit if solver is not None else 0,
             None,
-            _no_history(),
+            solver.state.history if solver is not None and solver.x is not None else _no_history(),
             None,
             None,
         )
 
     try:
         if solver is not None:
-            out = solver.run(x0_flat, cost0)
-            return _result(
+            out = solver.run(x0_flat, cost0, resume_state)
+            result = _result(
                 backend,
                 spec,
                 method,
@@ -359,6 +475,9 @@ def least_squares(
                 None,
                 xtol,
             )
+            if collective is not None:
+                result["distributed"] = collective.stats()
+            return result
         return _scipy(
             backend,
             spec,
@@ -374,6 +493,7 @@ def least_squares(
             opts,
             user_callback if callback is not None else None,
             to_device,
+            best,
         )
     except KeyboardInterrupt:
         raise OptimizationInterrupted(
@@ -392,6 +512,26 @@ def least_squares(
             except AttributeError:  # exceptions with __slots__
                 pass
         raise
+
+
+def _checkpoint_options(opts: dict[str, Any]) -> tuple[str | None, int, str | None]:
+    """``checkpoint``, ``checkpoint_every`` and ``resume``, validated (and removed)."""
+    path = opts.pop("checkpoint", None)
+    every = opts.pop("checkpoint_every", None)
+    resume = opts.pop("resume", None)
+    if path is not None:
+        path = ckpt.check_path("options['checkpoint']", path, must_exist=False)
+    elif every is not None:
+        raise InvalidOptionError(
+            "options['checkpoint_every'] needs options['checkpoint'], the file to write"
+        )
+    if resume is not None:
+        resume = ckpt.check_path("options['resume']", resume, must_exist=True)
+    return (
+        path,
+        ckpt.check_every("options['checkpoint_every']", 1 if every is None else every),
+        resume,
+    )
 
 
 def _in_framework(
@@ -467,6 +607,7 @@ def _scipy(
     opts: dict[str, Any],
     callback: Callable[..., bool] | None,
     to_device: Callable[[Any], Any],
+    best: scipy_least_squares.BestPoint,
 ) -> LeastSquaresResult:
     if method == "scipy-lm":
         if loss != "linear":
@@ -504,22 +645,51 @@ def _scipy(
         x_scale,
         opts,
         host_cb,
+        best,
     )
+    if res is None:  # the Jacobian was not finite at an accepted point: scipy cannot go on
+        return _result(
+            backend,
+            spec,
+            method,
+            to_device(best.x),
+            best.cost,
+            None,
+            math.nan,
+            STATUS_NOT_FINITE,
+            False,
+            "The Jacobian of residual_fn is not finite at an accepted point, from which "
+            "scipy's solver cannot step; x is the best finite point (no finite progress).",
+            problem,
+            0,
+            bounds,
+            _no_history(),
+            None,
+            tols[1],
+        )
     problem.nfev = nfev_before + int(res.nfev)
     x_flat = to_device(res.x)
-    lin = Linearization(to_device(res.fun), None, to_device(res.grad), None, None, None, None)
+    lin: Linearization | None = Linearization(
+        to_device(res.fun), None, to_device(res.grad), None, None, None, None
+    )
     status = int(res.status)
     message = str(res.message) if status != STATUS_CALLBACK else MESSAGES[STATUS_CALLBACK]
+    cost, success = float(res.cost), bool(res.success)
+    if not (math.isfinite(cost) and np.isfinite(res.x).all()) and best.x is not None:
+        # MINPACK can end on a non-finite point: never hand it back as the answer.
+        x_flat, cost, lin, success = to_device(best.x), best.cost, None, False
+        status = STATUS_NOT_FINITE
+        message = f"{message} (the final point was not finite; x is the best finite point)"
     out = _result(
         backend,
         spec,
         method,
         x_flat,
-        float(res.cost),
+        cost,
         lin,
         float(res.optimality),
         status,
-        bool(res.success),
+        success,
         message,
         problem,
         int(getattr(res, "nit", 0) or 0),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,21 +83,62 @@ BOUNDED_METHODS = tuple(info.name for info in METHODS.values() if info.bounds)
 CONSTRAINED_METHODS = tuple(info.name for info in METHODS.values() if info.constraints)
 
 
+#: Methods that run in the framework instead of scipy (``dict_minimize/solvers``), each with
+#: the options it accepts; ``minimize`` dispatches them before :func:`method_info`.
+FRAMEWORK_METHODS: dict[str, frozenset[str]] = {
+    "rso": frozenset(
+        {
+            "rounds",
+            "batch_size",
+            "batched_args",
+            "sampler",
+            "skip_bias",
+            "sigma_scale",
+            "min_sigma",
+            "init",
+            "out_axis",
+            "seed",
+            "maxfev",
+            "vectorize",
+            "progress",
+        }
+    ),
+}
+
+
 def method_info(method: object) -> MethodInfo:
     """Look up ``method`` case-insensitively, with an error listing the valid names."""
     if not isinstance(method, str) or method.lower() not in METHODS:
-        names = ", ".join(info.name for info in METHODS.values())
+        names = ", ".join([*(info.name for info in METHODS.values()), *FRAMEWORK_METHODS])
         raise InvalidOptionError(f"unknown method {method!r}; choose one of: {names}")
     return METHODS[method.lower()]
+
+
+def check_framework_options(method: str, options: Mapping[str, object]) -> None:
+    """Raise a clear error for an option the in-framework ``method`` does not know."""
+    known = FRAMEWORK_METHODS[method]
+    unknown = sorted(set(options) - known, key=str)
+    if unknown:
+        raise InvalidOptionError(
+            f"method {method!r} has no option(s) {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(sorted(known))}"
+        )
 
 
 # Options that dict_minimize consumes itself before handing the rest to scipy.
 OWN_OPTIONS = frozenset({"progress"})
 
 
-@functools.cache  # inspect.signature is slow; scipy's signatures do not change
+@functools.cache
 def _scipy_option_names(info: MethodInfo) -> frozenset[str] | None:
     """The option names scipy's implementation of the method accepts, or None if unknown."""
+    defaults = _scipy_option_defaults(info)
+    return None if defaults is None else frozenset(defaults)
+
+
+@functools.cache  # inspect.signature is slow; scipy's signatures do not change
+def _scipy_option_defaults(info: MethodInfo) -> dict[str, object] | None:
+    """Each option scipy's implementation of the method accepts, with its default value."""
     from scipy.optimize import _minimize as scipy_minimize_module
 
     impl = {
@@ -127,10 +169,12 @@ def _scipy_option_names(info: MethodInfo) -> frozenset[str] | None:
         loop = inspect.signature(_trustregion._minimize_trust_region).parameters
         params.update((k, v) for k, v in loop.items() if k not in ("subproblem", "inexact"))
     # Positional problem arguments are not options.
-    skip = {"fun", "x0", "args", "jac", "hess", "hessp", "bounds", "constraints", "callback"}
-    return frozenset(
-        name for name, p in params.items() if p.kind is not p.VAR_KEYWORD and name not in skip
-    )
+    skip = {"fun", "func", "x0", "args", "jac", "grad", "hess", "hessp", "bounds", "constraints"}
+    return {
+        name: p.default
+        for name, p in params.items()
+        if p.kind is not p.VAR_KEYWORD and name not in skip | {"callback"}
+    }
 
 
 def check_options(info: MethodInfo, options: dict[str, object]) -> None:
@@ -138,9 +182,12 @@ def check_options(info: MethodInfo, options: dict[str, object]) -> None:
     known = _scipy_option_names(info)
     if known is None:
         return
-    unknown = sorted(set(options) - known - OWN_OPTIONS)
+    unknown = sorted(set(options) - known - OWN_OPTIONS, key=str)
     if unknown:
         raise InvalidOptionError(
             f"method {info.name!r} has no option(s) {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(sorted(known | OWN_OPTIONS))}"
         )
+    from dict_minimize._option_values import check_option_values
+
+    check_option_values(info.name, options, _scipy_option_defaults(info) or {})

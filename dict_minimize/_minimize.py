@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -19,16 +20,30 @@ from dict_minimize._errors import (
     InvalidParamsError,
     OptimizationInterrupted,
 )
-from dict_minimize._methods import BOUNDED_METHODS, MethodInfo, check_options, method_info
+from dict_minimize._methods import (
+    BOUNDED_METHODS,
+    FRAMEWORK_METHODS,
+    MethodInfo,
+    check_options,
+    method_info,
+)
 from dict_minimize._objective import Objective, check_x0_finite
+from dict_minimize._option_values import scipy_refusal
 from dict_minimize._progress import Progress
 from dict_minimize._result import (
     STATUS_INTERRUPTED,
+    STATUS_NOT_FINITE,
     STATUS_OBJECTIVE_RAISED,
     MinimizeResult,
 )
 from dict_minimize._tree import TreeSpec, format_path, tree_spec
 from dict_minimize.backends._protocol import Backend
+
+# The signature scipy reads from the iteration counter on every call (inspect.signature of a
+# function costs ~10 us; a given __signature__ is returned as is).
+_COUNT_SIGNATURE = inspect.Signature(
+    [inspect.Parameter("intermediate_result", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+)
 
 # Methods that take jac="2-point" (scipy's finite differences with a relative step).
 _FD_GRADIENT = ("trust-constr", "bfgs", "cg", "l-bfgs-b", "tnc", "slsqp")
@@ -137,6 +152,23 @@ def minimize(
     if method is None:  # dict-minimize 0.0.4's default: scipy's own choice
         bounded = lb_dict is not None or ub_dict is not None
         method = "SLSQP" if constraints else "L-BFGS-B" if bounded else "BFGS"
+    if isinstance(method, str) and method.lower() in FRAMEWORK_METHODS:
+        from dict_minimize.solvers import rso  # imported on use: the scipy path never needs it
+
+        return rso.minimize(
+            backend,
+            fun,
+            x0_dict,
+            lb_dict=lb_dict,
+            ub_dict=ub_dict,
+            args=args,
+            tol=tol,
+            callback=callback,
+            options=options,
+            hessp=hessp,
+            constraints=constraints,
+            full_output=full_output,
+        )
     info = method_info(method)
     _check_call(backend, info, fun, jac, hessp, callback)
     if options is not None and not isinstance(options, Mapping):
@@ -200,6 +232,20 @@ def minimize(
         if callback is not None:
             callback(obj.tree(np.asarray(xk)))
 
+    def count(intermediate_result: Any) -> None:
+        # By this parameter name scipy passes its intermediate result as is (no copy of x per
+        # iteration): a counter that costs well under 1% of a small run.
+        nonlocal nit
+        nit += 1
+
+    count.__signature__ = _COUNT_SIGNATURE  # type: ignore[attr-defined]
+
+    # Iterations are always counted: COBYLA reports no nit, and neither does an interrupted
+    # run. Only the user's callback and the bar need the point. scipy prints the callback when
+    # it removes variables fixed by lb == ub with this signature: keep the other one then.
+    fixed = bounds is not None and bool(np.any(bounds.lb == bounds.ub))
+    needs_point = callback is not None or bar.bar is not None or fixed
+
     def partial(status: int, message: str) -> MinimizeResult:
         x = obj.best_x(x0)
         return _result(obj, info, x, obj.best_fun, None, nit, status, False, message, None)
@@ -215,8 +261,7 @@ def minimize(
                 bounds=bounds,
                 constraints=scipy_constraints,
                 tol=tol,
-                # Always counted: COBYLA reports no nit, and neither does an interrupted run.
-                callback=scipy_callback,
+                callback=scipy_callback if needs_point else count,
                 options=options,
                 **kwargs,
             )
@@ -225,6 +270,11 @@ def minimize(
             partial(STATUS_INTERRUPTED, "interrupted by KeyboardInterrupt; x is the best point")
         ) from None
     except Exception as exc:
+        refusal = scipy_refusal(exc, info.name, options)
+        if refusal is not None:  # raised inside scipy itself: a package error instead
+            if obj.nfev > 0:
+                refusal.result = partial(STATUS_OBJECTIVE_RAISED, str(refusal))  # type: ignore[attr-defined]
+            raise refusal from exc
         if obj.nfev > 0:
             best = partial(STATUS_OBJECTIVE_RAISED, f"the objective raised {exc!r}")
             if not hasattr(exc, "result"):
@@ -243,11 +293,26 @@ def minimize(
     x = np.asarray(res.x, dtype=np.float64)
     fun_value = float(res.fun) if np.ndim(res.fun) == 0 else math.nan
     success, status, message = bool(res.success), int(res.status), str(res.message)
-    if not math.isfinite(fun_value) or not np.isfinite(x).all():
-        # Never hand back a NaN point as if it were an answer.
+    if not math.isfinite(fun_value) or not np.isfinite(x).all() or obj.was_rejected(x):
+        # Never hand back a NaN point (or one whose loss or gradient was not finite) as an answer.
         x, fun_value = obj.best_x(x0), obj.best_fun
-        success = False
+        success, status = False, STATUS_NOT_FINITE
         message = f"{message} (the final point was not finite; x is the best finite point seen)"
+    elif not success and obj.nonfinite_since_best:
+        # The method gave up after non-finite trials beyond its best point: say so.
+        if not scipy_constraints:  # (with constraints the best loss may be infeasible)
+            x, fun_value = obj.best_x(x0), obj.best_fun
+        status = STATUS_NOT_FINITE
+        message = (
+            f"no finite progress: the loss or its gradient was not finite at "
+            f"{obj.nonfinite_since_best} trial point(s) beyond the best point, which x holds "
+            f"(scipy: {message})"
+        )
+    elif obj.nonfinite:
+        message = (
+            f"{message} ({obj.nonfinite} trial point(s) where the loss or its gradient was not "
+            f"finite were rejected)"
+        )
     if not full_output:  # only the dict: skip the gradient dict and the result object
         return obj.tree(x)
     # trust-constr keeps the objective's gradient in ``grad`` (its ``jac`` is the constraints').

@@ -1,23 +1,30 @@
 """The user's objective as scipy sees it: functions of one flat float64 NumPy vector.
 
 Each evaluation moves the point to the device in one transfer, calls the objective on a dict
-in x0's dtypes, and brings value and gradient back in one transfer. It counts evaluations,
-checks what the objective returns, and remembers the best finite point so that nothing is
-lost when a run fails or is interrupted.
+in x0's dtypes, and brings value and gradient back in one transfer; where the parameters live
+in host memory, an objective that computes its own gradient takes the backend's host fast path
+instead (leaves made from slices of the point, the gradient joined on the host:
+``backends/_host.py``). It counts evaluations, checks what the objective returns, and
+remembers the best finite point so that nothing is lost when a run fails or is interrupted.
+The derivatives of a ``jac=False`` objective come from the framework's autodiff, compiled once
+and shared with later calls where they can be (``_compiled.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from dict_minimize._bounds import leaf_at
+from dict_minimize._compiled import Derivatives, derivatives
 from dict_minimize._errors import InvalidParamsError, ObjectiveError
 from dict_minimize._tree import TreeSpec, format_path
+from dict_minimize.backends._host import HostLeaves
 from dict_minimize.backends._protocol import Backend
 
 
@@ -62,16 +69,34 @@ class Objective:
         self.dtype = backend.flat_dtype(device)
         self.nfev = self.njev = self.nhev = 0
         self.best_fun = math.inf
-        self.best_flat: Any = None  # device copy of the best point
+        self.best_flat: Any = None  # the best point, as recorded (device copy or host record)
         self.last_fun = math.nan
+        # Non-finite trial points are rejected (see ``_reject``): how many, and which.
+        self.worst_fun = -math.inf
+        self.nonfinite = 0
+        self.nonfinite_since_best = 0
+        self._rejected: set[bytes] = set()
         self._checked = False
         self._vg: Any = None
         self._value: Any = None
-        self._hvp: Any = None
-        self._hess: Any = None
+        self._derivatives: Derivatives | None = None  # of a jac=False objective (autodiff)
+        # The user's own objective (jac=True, or NumPy's finite differences) takes the
+        # backend's host fast path where the parameters live in host memory.
+        self._host_leaves: HostLeaves | None = None
+        self._bound: Callable[..., Any] | None = None  # fun as the backend binds it (see _evaluate)
         if not jac and backend.has_autodiff:
-            self._vg = backend.value_and_grad_fn(self._flat_loss)
-            self._value = backend.value_fn(self._flat_loss)
+            self._derivatives = derivatives(
+                backend,
+                spec,
+                fun,
+                args,
+                self.dtype,
+                functools.partial(_flat_loss, backend, spec, args),
+            )
+            self._vg = self._derivatives.get("value_and_grad")
+            self._value = self._derivatives.get("value")
+        else:
+            self._host_leaves = backend.host_leaves(spec, device)
 
     # -- conversions ----------------------------------------------------------------------
     def to_device(self, x: np.ndarray) -> Any:
@@ -104,49 +129,40 @@ class Objective:
     # -- the loss ---------------------------------------------------------------------------
     def _check_scalar(self, value: Any) -> Any:
         """A framework scalar tensor, or a float for a plain Python/NumPy number."""
-        if type(value) is float:  # the common NumPy case, first (per-evaluation path)
-            return value
-        backend = self.backend
-        if backend.is_leaf(value):
-            shape = tuple(backend.leaf_meta(value)[0])
-            if shape != () and shape != (1,):
-                raise ObjectiveError(
-                    f"the objective must return a scalar loss, got a tensor of shape {shape}; "
-                    f"reduce it (e.g. with .sum() or .mean())"
-                )
-            return value
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, np.ndarray) and value.size == 1:
-            return float(value.reshape(()))
-        raise ObjectiveError(
-            f"the objective returned a {type(value).__name__} where a scalar loss was expected"
-            + (
-                "; with jac=True (the default) it must return (loss, grad_dict)"
-                if self.jac
-                else "; with jac=False it must return only the loss"
-            )
-        )
-
-    def _flat_loss(self, flat: Any) -> Any:
-        """The objective as a function of the flat vector, for the framework's autodiff."""
-        value = self._check_scalar(self.fun(self.params(flat), *self.args))
-        if isinstance(value, float):
-            raise ObjectiveError(
-                "with jac=False the objective must return a "
-                f"{self.backend.name} tensor computed from params, got a Python float; "
-                "it cannot be differentiated"
-            )
-        return value
+        return check_scalar(self.backend, value, self.jac)
 
     def _record(self, value: float, flat: Any) -> float:
         self.last_fun = value
         if value < self.best_fun:  # NaN compares False: never becomes the best
             self.best_fun, self.best_flat = value, flat
+            self.nonfinite_since_best = 0
+        elif value > self.worst_fun:
+            self.worst_fun = value
         return value
+
+    def _reject(self, x: np.ndarray) -> float:
+        """The value scipy sees at a trial point where the loss or gradient is not finite.
+
+        Above every finite value seen, so that a line search backs off and a trust region
+        shrinks; finite and at a scale like theirs, so that the step interpolation of
+        L-BFGS-B and TNC shrinks the step by a sane factor (with +inf or 1e300 they shrink it
+        to nothing and report convergence). The gradient reported with it is zero.
+        """
+        self.nonfinite += 1
+        self.nonfinite_since_best += 1
+        self._rejected.add(x.tobytes())
+        worst = max(self.worst_fun, self.best_fun)
+        spread = max(worst - self.best_fun, abs(worst))
+        self.last_fun = worst + (spread if spread > 0 else 1.0)
+        return self.last_fun
+
+    def was_rejected(self, x: np.ndarray) -> bool:
+        """Whether ``x`` is a trial point whose loss or gradient was not finite."""
+        return bool(self._rejected) and np.asarray(x, np.float64).tobytes() in self._rejected
 
     def _first_check(self, value: float, grad: np.ndarray | None) -> None:
         self._checked = True
+        self.worst_fun = value  # later values update it only when they are not a new best
         if not math.isfinite(value):
             raise ObjectiveError(
                 f"the objective is {value} at x0; start from a point where it is finite"
@@ -158,20 +174,52 @@ class Objective:
                 f"start from a point where it is finite"
             )
 
-    def _call_user(self, flat: Any) -> tuple[Any, Any]:
-        leaves = self.backend.unravel(flat, self.spec)
-        if self.jac:
-            leaves = self.backend.detached(leaves)
-        out = self.fun(self.spec.unflatten(leaves), *self.args)
-        if not self.jac:
-            return self._check_scalar(out), None
-        pair = type(out) is tuple or (isinstance(out, Sequence) and not isinstance(out, str))
-        if not pair or len(out) != 2:
-            raise ObjectiveError(
-                f"with jac=True (the default) the objective must return (loss, grad_dict), "
-                f"got {type(out).__name__}; pass jac=False if it returns only the loss"
+    def _evaluate(self, x: np.ndarray, grad: bool) -> tuple[Any, float, np.ndarray | None]:
+        """``(point, loss, gradient)`` of the user's objective at scipy's ``x``, on the host.
+
+        ``point`` records ``x`` for :meth:`best_x`. The gradient (None unless ``grad``) comes
+        from a ``jac=True`` objective; with ``jac=True`` and not ``grad`` it is not checked.
+        """
+        host = self._host_leaves
+        if host is not None:
+            point, leaves = host.leaves(x)
+        else:
+            point = self.to_device(x)
+            leaves = self.backend.unravel(point, self.spec)
+            if self.jac:
+                leaves = self.backend.detached(leaves)
+        params = self.spec.unflatten(leaves)
+        bound = self._bound
+        if bound is None:  # first evaluation
+            bound = self._bound = (
+                self.backend.bind_objective(self.fun, params, self.args) or self.fun
             )
-        return self._check_scalar(out[0]), out[1]
+        out = bound(params, *self.args)
+        if not self.jac:
+            loss, tree = out, None
+        elif type(out) is tuple and len(out) == 2:
+            loss, tree = out
+        else:
+            pair = isinstance(out, Sequence) and not isinstance(out, str)
+            if not pair or len(out) != 2:
+                raise ObjectiveError(
+                    f"with jac=True (the default) the objective must return (loss, grad_dict), "
+                    f"got {type(out).__name__}; pass jac=False if it returns only the loss"
+                )
+            loss, tree = out
+        if type(loss) is not float:
+            loss = self._check_scalar(loss)
+        if host is None:
+            if not grad:
+                return (point, *self._host(loss, None))
+            return (point, *self._host(loss, self.tree_to_flat(tree, "gradient")))
+        value = loss if type(loss) is float else host.loss(loss)
+        if not grad:
+            return point, value, None
+        grad_host = host.gradient(tree)
+        if grad_host is None:  # something unusual: validate (and explain) on the device path
+            value, grad_host = self._host(loss, self.tree_to_flat(tree, "gradient"))
+        return point, value, grad_host
 
     def _host(self, value: Any, grad_flat: Any) -> tuple[float, np.ndarray | None]:
         """Bring value (and gradient) to the host in a single transfer."""
@@ -186,31 +234,37 @@ class Objective:
 
     def value(self, x: np.ndarray) -> float:
         """The loss at ``x`` (derivative-free methods and finite differences)."""
-        flat = self.to_device(x)
         self.nfev += 1
         if self._value is not None:
+            flat = self.to_device(x)
             value, _ = self._host(self._value(flat), None)
         else:
-            loss, _ = self._call_user(flat)
-            value, _ = self._host(loss, None)
+            flat, value, _ = self._evaluate(x, grad=False)
         if not self._checked:
             self._first_check(value, None)
+        if not math.isfinite(value):
+            return self._reject(x)
         return self._record(value, flat)
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at ``x``, in float64."""
-        flat = self.to_device(x)
         self.nfev += 1
         self.njev += 1
         if self._vg is not None:
-            loss, grad_flat = self._vg(flat)
+            flat = self.to_device(x)
+            value, grad = self._host(*self._vg(flat))
         else:
-            loss, grad = self._call_user(flat)
-            grad_flat = self.tree_to_flat(grad, "gradient")
-        value, grad_host = self._host(loss, grad_flat)
+            flat, value, grad = self._evaluate(x, grad=True)
+        grad_host = cast(np.ndarray, grad)  # asked for: never None
         if not self._checked:
             self._first_check(value, grad_host)
-        return self._record(value, flat), grad_host  # type: ignore[return-value]
+        # Finite iff every element is (one dot product; element by element if it overflows).
+        if not (
+            math.isfinite(value)
+            and (math.isfinite(grad_host.dot(grad_host)) or _all_finite(grad_host))
+        ):
+            return self._reject(x), np.zeros(self.spec.size)
+        return self._record(value, flat), grad_host
 
     # -- second order -----------------------------------------------------------------------
     @property
@@ -226,9 +280,8 @@ class Objective:
             out = self.user_hessp(self.params(flat), p_dict, *self.args)
             result = self.backend.to_numpy(self.tree_to_flat(out, "hessp result"))
         else:
-            if self._hvp is None:
-                self._hvp = self.backend.hvp_fn(self._flat_loss)
-            result = self.backend.to_numpy(self._hvp(flat, self.to_device(p)))
+            hvp = self._derivatives.get("hvp")  # type: ignore[union-attr]
+            result = self.backend.to_numpy(hvp(flat, self.to_device(p)))
         return np.asarray(result, dtype=np.float64)
 
     def hess(self, x: np.ndarray) -> np.ndarray:
@@ -239,9 +292,8 @@ class Objective:
             columns = [self.hessp(x, eye[i]) for i in range(self.spec.size)]
             return np.stack(columns, axis=1)
         self.nhev += 1
-        if self._hess is None:
-            self._hess = self.backend.hessian_fn(self._flat_loss)
-        return np.asarray(self.backend.to_numpy(self._hess(self.to_device(x))), dtype=np.float64)
+        hessian = self._derivatives.get("hessian")  # type: ignore[union-attr]
+        return np.asarray(self.backend.to_numpy(hessian(self.to_device(x))), dtype=np.float64)
 
     # -- results --------------------------------------------------------------------------
     def tree(self, x: np.ndarray) -> Any:
@@ -252,7 +304,63 @@ class Objective:
         """Host copy of the best point seen, or ``fallback`` before any finite evaluation."""
         if self.best_flat is None:
             return fallback
+        if self._host_leaves is not None:
+            return self._host_leaves.point_to_host(self.best_flat)
         return np.asarray(self.backend.to_numpy(self.best_flat), dtype=np.float64)
+
+
+def check_scalar(backend: Backend[Any], value: Any, jac: bool) -> Any:
+    """A framework scalar tensor, or a float for a plain Python/NumPy number."""
+    if type(value) is float:  # the common NumPy case, first (per-evaluation path)
+        return value
+    if backend.is_leaf(value):
+        shape = tuple(backend.leaf_meta(value)[0])
+        if shape != () and shape != (1,):
+            raise ObjectiveError(
+                f"the objective must return a scalar loss, got a tensor of shape {shape}; "
+                f"reduce it (e.g. with .sum() or .mean())"
+            )
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return float(value.reshape(()))
+    raise ObjectiveError(
+        f"the objective returned a {type(value).__name__} where a scalar loss was expected"
+        + (
+            "; with jac=True (the default) it must return (loss, grad_dict)"
+            if jac
+            else "; with jac=False it must return only the loss"
+        )
+    )
+
+
+def _flat_loss(
+    backend: Backend[Any], spec: TreeSpec, args: tuple[Any, ...], get_fun: Callable[[], Any]
+) -> Callable[[Any], Any]:
+    """A jac=False objective as a function of the flat vector, for the framework's autodiff.
+
+    It reaches the objective through ``get_fun`` only, and holds no :class:`Objective`: the
+    compiled derivatives built from it may serve later calls (``dict_minimize/_compiled.py``).
+    """
+
+    def flat_loss(flat: Any) -> Any:
+        params = spec.unflatten(backend.unravel(flat, spec))
+        value = check_scalar(backend, get_fun()(params, *args), jac=False)
+        if isinstance(value, float):
+            raise ObjectiveError(
+                "with jac=False the objective must return a "
+                f"{backend.name} tensor computed from params, got a Python float; "
+                "it cannot be differentiated"
+            )
+        return value
+
+    return flat_loss
+
+
+def _all_finite(v: np.ndarray) -> bool:
+    """Whether every element of a vector is finite."""
+    return bool(np.isfinite(v).all())
 
 
 def check_x0_finite(spec: TreeSpec, x0: np.ndarray) -> None:

@@ -10,6 +10,9 @@ from scipy.optimize import OptimizeResult
 STATUS_INTERRUPTED = -2
 #: ``status`` of a run whose objective raised; the exception carries the result.
 STATUS_OBJECTIVE_RAISED = -3
+#: ``status`` of a run that stopped because the objective (or its gradient, residuals or
+#: Jacobian) was not finite beyond its best point: no finite progress was possible there.
+STATUS_NOT_FINITE = -5
 
 
 class MinimizeResult(OptimizeResult):  # type: ignore[misc]
@@ -26,7 +29,10 @@ class MinimizeResult(OptimizeResult):  # type: ignore[misc]
     success : bool
         Whether the optimizer exited successfully.
     status : int
-        scipy's termination code; ``-2`` interrupted (Ctrl-C), ``-3`` the objective raised.
+        scipy's termination code; ``-2`` interrupted (Ctrl-C), ``-3`` the objective raised,
+        ``-5`` the method failed after trial points where the loss or gradient was not finite
+        (no finite progress was possible; ``x`` is the best finite point, and scipy's own
+        code is in ``scipy_result.status``).
     message : str
         Description of the cause of termination.
     nit, nfev, njev, nhev : int
@@ -73,7 +79,9 @@ class LeastSquaresResult(MinimizeResult):
         ``0`` max_nfev (or ``options["max_iter"]``) reached, ``1`` gtol, ``2`` ftol, ``3`` xtol,
         ``4`` ftol and xtol, ``-2`` stopped by the callback (or Ctrl-C, see
         :class:`~dict_minimize.OptimizationInterrupted`), ``-3`` residual_fn raised, ``-4`` the
-        damping reached its limit without reducing the cost.
+        damping reached its limit without reducing the cost, ``-5`` the same because the
+        residuals or the Jacobian were not finite at the trial points (``x`` is the best
+        finite point).
     success : bool
         ``status > 0``.
     message : str

@@ -210,7 +210,7 @@ def tree_spec(
         children: list[tuple[Any, int | Node]] = []
         for key, value in sub.items():
             child_path = path + (key,)
-            if isinstance(value, Mapping) and not is_leaf(value):
+            if not is_leaf(value) and isinstance(value, Mapping):  # the cheap test first
                 children.append((key, visit(value, child_path)))
                 continue
             shape, dtype, device = describe(child_path, value)

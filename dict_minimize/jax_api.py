@@ -1,6 +1,8 @@
 """Entry points for JAX arrays, on any device and in any floating dtype.
 
-With ``jac=False`` the objective is ``jax.jit``-compiled once per call. JAX computes in
+With ``jac=False`` the objective is ``jax.jit``-compiled once, and later calls with the same
+function, layout of x0 and ``args`` arrays reuse the compiled code (as with ``jax.jit``, Python
+state read while tracing is fixed then; see ``dict_minimize/_compiled.py``). JAX computes in
 float64 only when ``jax_enable_x64`` is on (``JAX_ENABLE_X64=1``, or
 ``jax.config.update("jax_enable_x64", True)`` at startup, or ``with jax.enable_x64(True):``
 around the call); otherwise the device side is float32 while scipy iterates in float64 on the
@@ -15,8 +17,9 @@ _BACKEND = JaxBackend()
 
 minimize = bind_minimize(
     _BACKEND,
-    autodiff="``jax.value_and_grad`` differentiates it, jit-compiled once per call (float64 "
-    "needs ``jax_enable_x64``; see the module docstring)",
+    autodiff="``jax.value_and_grad`` differentiates it, jit-compiled once and reused by later "
+    "calls with the same function, layout and args (float64 needs ``jax_enable_x64``; see the "
+    "module docstring)",
     hessp_default="with ``jac=False`` JAX supplies products (forward over reverse) and the "
     "Hessian itself.",
     constraint_jac="come from JAX (reverse or forward mode, whichever is cheaper)",

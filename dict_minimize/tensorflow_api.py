@@ -2,7 +2,9 @@
 
 ``x0`` may hold ``tf.Tensor`` or ``tf.Variable``; variables are read, never assigned (the
 result holds tensors; :func:`dict_minimize.models.keras.dict_to_model` writes them back). With
-``jac=False`` the objective runs in a ``tf.function`` traced once per call.
+``jac=False`` the objective runs in a ``tf.function`` traced once, which later calls with the same
+function, layout of x0 and ``args`` tensors reuse (Python state read while tracing is fixed
+then; see ``dict_minimize/_compiled.py``).
 """
 
 from dict_minimize._api import bind_least_squares, bind_minimize
@@ -13,8 +15,9 @@ _BACKEND = TensorflowBackend()
 
 minimize = bind_minimize(
     _BACKEND,
-    autodiff="``tf.GradientTape`` differentiates it inside a ``tf.function`` traced once per "
-    "call (the objective may itself be a ``tf.function``)",
+    autodiff="``tf.GradientTape`` differentiates it inside a ``tf.function`` traced once and "
+    "reused by later calls with the same function, layout and args (the objective may itself "
+    "be a ``tf.function``)",
     hessp_default="with ``jac=False`` TensorFlow supplies products (forward over reverse) and "
     "the Hessian itself.",
     constraint_jac="come from ``tf.GradientTape``",

@@ -29,6 +29,7 @@ class Case:
     xp: Any  # array namespace with numpy-style functions (exp, sin, sum, ...)
     dtypes: dict[str, Any]
     device: Any = "cpu"
+    traced: bool = False  # objectives run as traced, compiled programs (JAX, TensorFlow)
 
     @property
     def autodiff(self) -> bool:
@@ -108,6 +109,7 @@ def _tensorflow_case() -> Case:
             "float64": tf.float64,
         },
         device="/job:localhost/replica:0/task:0/device:CPU:0",
+        traced=True,
     )
 
 
@@ -133,6 +135,7 @@ def _jax_case() -> Case:
             "float64": jnp.float64,
         },
         device=jax.devices("cpu")[0],
+        traced=True,
     )
 
 

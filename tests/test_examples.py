@@ -228,3 +228,31 @@ def test_conv_lm_matches_the_hessian_baseline_faster(tmp_path: Path) -> None:
     ours = summary.curvature["one LM iteration (J by vmap, JᵀJ)"].peak_mb
     assert vectorized > 3 * ours + 20, summary.curvature
     assert_pngs(tmp_path, ["conv_lm.png"])
+
+
+@pytest.mark.usefixtures("restore_globals")
+def test_rso_digits_trains_without_gradients(tmp_path: Path) -> None:
+    example = load_example("rso_digits")
+    summary = example.main(["--quick", "--out-dir", str(tmp_path)])
+
+    rso, sgd, result = summary.rso, summary.sgd, summary.result
+    # one round over the 968 weights, last tensor first, biases left alone
+    assert result.status == 0 and result.nit == 1 and result.nfev == 1 + 3 * 968
+    assert result.history["key"][1:] == [("fc.weight",), ("conv2.weight",), ("conv1.weight",)]
+    assert rso.evaluations[-1] == result.nfev and len(rso.accuracy) == 5
+    # without a gradient: the training loss fell by a third and the accuracy (chance: 0.1) rose
+    assert rso.loss[-1] < 0.67 * rso.loss[0], rso.loss
+    assert rso.accuracy[-1] > 0.3 and rso.accuracy[-1] > rso.accuracy[0] + 0.15
+    assert summary.batch_size == 128
+    # SGD got the same training time (it stops at the first checkpoint past it) and did better
+    assert rso.seconds[-1] <= sgd.seconds[-1] < rso.seconds[-1] + 1.0
+    assert sgd.accuracy[-1] > max(0.9, rso.accuracy[-1])
+    assert_pngs(tmp_path, ["rso_digits.png"])
+
+
+@pytest.mark.usefixtures("restore_globals")
+def test_distributed_torch_runs_alone() -> None:
+    """Without torchrun it is a one-process fit (test_distributed.py runs two ranks)."""
+    summary = load_example("distributed_torch").main(["--quick"])
+    assert summary["world"] == 1.0 and summary["agree"] == 1.0
+    assert summary["train_mse"] < 0.5 * summary["first_mse"]

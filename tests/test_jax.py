@@ -81,6 +81,41 @@ def test_compiled_once_per_call(method: str, builders: int, compiles: list[str])
     np.testing.assert_allclose(np.asarray(res.x["w"]), TARGET, atol=atol)
 
 
+@pytest.mark.parametrize(("method", "builders"), [("L-BFGS-B", 1), ("trust-krylov", 2)])
+def test_later_calls_reuse_the_compiled_derivatives(
+    method: str, builders: int, compiles: list[str]
+) -> None:
+    """A second call with the same function and layout compiles nothing; new args do."""
+    fun = Traced()
+    first = minimize(fun, x0(), jac=False, method=method, full_output=True)
+    assert fun.traces == builders
+    compiles[:] = []
+    again = minimize(fun, x0(), jac=False, method=method, full_output=True)
+    assert fun.traces == builders and compiles == []
+    np.testing.assert_array_equal(np.asarray(again.x["w"]), np.asarray(first.x["w"]))
+    assert (again.nit, again.nfev) == (first.nit, first.nfev)
+
+    def shifted(params: Any, shift: Any) -> Any:
+        return fun({"w": params["w"] - shift, "b": params["b"]})
+
+    for shift in (jnp.ones(3), jnp.full(3, 2.0)):  # other args: compiled for them, never stale
+        res = minimize(shifted, x0(), args=(shift,), jac=False, method=method, full_output=True)
+        np.testing.assert_allclose(np.asarray(res.x["w"]), TARGET + np.asarray(shift), atol=2e-4)
+
+
+def test_compiled_derivatives_do_not_keep_the_function_alive() -> None:
+    """The cache holds the objective weakly: it goes when the caller drops it."""
+    import gc
+    import weakref
+
+    fun = Traced()
+    minimize(fun, x0(), jac=False, method="trust-krylov")
+    ref = weakref.ref(fun)
+    del fun
+    gc.collect()
+    assert ref() is None
+
+
 def test_user_gradient_is_called_not_jitted() -> None:
     """With jac=True the objective is the user's code: called eagerly on concrete arrays."""
     calls: list[bool] = []

@@ -14,7 +14,9 @@ Conventions
   tensor, so gradients, Hessian-vector products and Jacobians come out flat with no per-leaf
   bookkeeping.
 * Autodiff builders are called once per solver run and return callables that the solver calls
-  many times; a tracing framework compiles there (and only there).
+  many times; a tracing framework compiles there (and only there). The least-squares solvers
+  keep what they build across runs, per residual function and call signature (see
+  dict_minimize/solvers/_problem.py), so those builders take the data as inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from dict_minimize._errors import InvalidDtypeError, InvalidParamsError
 from dict_minimize._tree import Path, TreeSpec, format_path
+from dict_minimize.backends._host import HostLeaves
 
 T = TypeVar("T")
 
@@ -59,6 +62,17 @@ SOLVER_PRIMITIVES = (
 #: Autodiff builders the solvers use on a backend with ``has_autodiff`` (``jacfwd_fn`` has a
 #: reverse-mode default; ``jacobian_fn`` is part of the core protocol).
 SOLVER_AUTODIFF = ("per_sample_jacobian_fn", "jvp_fn", "vjp_fn")
+#: What the random search (``method="rso"``, dict_minimize/solvers/rso.py) needs beyond the core
+#: protocol; every backend must override each (tests/test_rso.py checks this). ``vmap_fn`` and
+#: ``pure_fn`` have defaults (no vectorization; no compilation).
+RSO_PRIMITIVES = (
+    "random_generator",
+    "random_normal",
+    "random_integers",
+    "take",
+    "add_at",
+    "stack",
+)
 
 
 def _missing(backend: Any, name: str) -> NotImplementedError:
@@ -78,10 +92,15 @@ class Backend(ABC, Generic[T]):
     has_autodiff : bool
         False for NumPy: the core then uses scipy's finite differences where a derivative is
         missing, and refuses what cannot be approximated.
+    compiles : bool
+        True where the autodiff builders trace and compile (JAX, TensorFlow): the core then
+        reuses what they build across calls with the same objective and layout
+        (``dict_minimize/_compiled.py``).
     """
 
     name: str = "abstract"
     has_autodiff: bool = True
+    compiles: bool = False
 
     # -- leaves ---------------------------------------------------------------------------
     @abstractmethod
@@ -133,6 +152,30 @@ class Backend(ABC, Generic[T]):
         """
         return leaves
 
+    def host_leaves(self, spec: TreeSpec, device: Any) -> HostLeaves | None:
+        """The host fast path of a ``jac=True`` objective for x0's layout, or None.
+
+        Where tensors on ``device`` live in host memory, a backend returns a
+        :class:`~dict_minimize.backends._host.HostLeaves`: leaves are then made from slices of
+        scipy's point and gradients joined on the host, skipping the flat device vector, its
+        split and its concatenation (several framework operations per evaluation). The
+        default None keeps the device path: :meth:`from_numpy`, :meth:`unravel`,
+        :meth:`detached`, :meth:`ravel` and :meth:`loss_and_flat_to_host`.
+        """
+        return None
+
+    def bind_objective(
+        self, fun: Callable[..., Any], params: Any, args: tuple[Any, ...]
+    ) -> Callable[..., Any] | None:
+        """A cheaper callable that computes ``fun(params, *args)`` for every later evaluation
+        (params of the same structure, shapes and dtypes; the same ``args``), or None.
+
+        Called once, before the first evaluation of a user objective that computes its own
+        gradient. TensorFlow returns the concrete function of a ``tf.function`` objective,
+        which skips matching the arguments to a trace on every call.
+        """
+        return None
+
     # -- autodiff builders (called once per run) -------------------------------------------
     def value_fn(self, f: FlatFn) -> FlatFn:
         """``flat -> f(flat)``, compiled where the framework compiles."""
@@ -151,8 +194,13 @@ class Backend(ABC, Generic[T]):
         """``flat -> ∇²f(flat)``, an (n, n) tensor."""
 
     @abstractmethod
-    def jacobian_fn(self, f: FlatFn) -> Callable[[T], tuple[T, T]]:
-        """``flat -> (f(flat), ∂f/∂flat)`` for a vector-valued ``f``: (m,) and (m, n)."""
+    def jacobian_fn(
+        self, f: Callable[..., T], post: Callable[[T, T], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        """``(flat, *args) -> (f(flat, *args), ∂f/∂flat)`` for a vector-valued ``f``: (m,)
+        and (m, n). ``args`` are tensors, passed through as inputs of the compiled program
+        (not baked into it), so that it serves any values of that shape. With ``post``,
+        ``post(value, jac)`` is computed in the same program and its outputs follow."""
 
     # -- solver primitives ----------------------------------------------------------------
     # The in-framework least-squares solvers (dict_minimize/solvers) run on these alone, so
@@ -236,33 +284,101 @@ class Backend(ABC, Generic[T]):
         raise _missing(self, "slice_axis")
 
     # -- autodiff builders of the least-squares solvers (called once per run) -------------
-    def jacfwd_fn(self, f: FlatFn) -> Callable[[T], tuple[T, T]]:
+    def jacfwd_fn(
+        self, f: Callable[..., T], post: Callable[[T, T], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
         """Like :meth:`jacobian_fn` by forward mode, which the solvers pick when the residuals
         outnumber the parameters. Defaults to :meth:`jacobian_fn`."""
-        return self.jacobian_fn(f)
+        return self.jacobian_fn(f, post)
 
     def per_sample_jacobian_fn(
         self, f: Callable[..., T], in_axes: Sequence[int | None]
     ) -> Callable[..., tuple[T, T]]:
         """Jacobian rows of residuals that come from independent samples.
 
-        ``f(leaves, *args)`` returns residuals with samples along axis 0, where ``args[i]``
-        holds samples along axis ``in_axes[i]`` (``None``: shared by all samples) and
-        ``leaves`` is a list of parameter tensors. Return ``g(leaves, *args) -> (r, J)``:
-        ``r`` the flat residuals (c·k,) and ``J`` (c·k, n) their Jacobian with respect to the
-        leaves raveled and concatenated in order, both in the dtype of :meth:`flat_dtype`.
-        ``J`` must be built per sample by vectorized reverse mode (``vmap`` of a gradient),
-        calling ``f`` on batches of one sample, never by a Python loop over samples.
+        ``f(flat, *args)`` returns residuals with samples along axis 0, where ``args[i]``
+        (a tensor) holds samples along axis ``in_axes[i]`` (``None``: shared by all samples).
+        Return ``g(flat, *args) -> (r, J)``: ``r`` the flat residuals (c·k,) and ``J``
+        (c·k, n) their Jacobian with respect to ``flat``, both in the dtype of
+        :meth:`flat_dtype`. ``J`` must be built per sample by vectorized reverse mode
+        (``vmap`` of a gradient), calling ``f`` on batches of one sample, never by a Python
+        loop over samples. ``g`` is called once per row chunk, every chunk of one shape.
         """
         raise _missing(self, "per_sample_jacobian_fn")
 
-    def jvp_fn(self, f: FlatFn) -> Callable[[T, T], T]:
-        """``(flat, v) -> J(flat) @ v``, a Jacobian-vector product of a vector function."""
+    def jvp_fn(self, f: Callable[..., T]) -> Callable[..., T]:
+        """``(flat, v, *args) -> J(flat) @ v``, a Jacobian-vector product of the vector
+        function ``f(flat, *args)``."""
         raise _missing(self, "jvp_fn")
 
-    def vjp_fn(self, f: FlatFn) -> Callable[[T], tuple[T, Callable[[T], T]]]:
-        """``flat -> (f(flat), u -> J(flat)ᵀ @ u)``: linearize once, then many products."""
+    def vjp_fn(self, f: Callable[..., T]) -> Callable[..., tuple[T, Callable[[T], T]]]:
+        """``(flat, *args) -> (f(flat, *args), u -> J(flat)ᵀ @ u)``: linearize once, then
+        many products."""
         raise _missing(self, "vjp_fn")
+
+    # -- random search primitives (method="rso") ------------------------------------------
+    # Random draws stay on the device, from a generator seeded once per run, so that a run is
+    # reproducible and no per-weight draw crosses to the host.
+
+    def random_generator(self, seed: int, like: T) -> Any:
+        """A random generator seeded with ``seed`` that draws on the device of ``like``."""
+        raise _missing(self, "random_generator")
+
+    def random_normal(self, generator: Any, shape: tuple[int, ...], like: T) -> T:
+        """Standard normal draws of ``shape`` in the dtype and on the device of ``like``;
+        advances ``generator``."""
+        raise _missing(self, "random_normal")
+
+    def random_integers(self, generator: Any, high: int, shape: tuple[int, ...], like: T) -> T:
+        """Uniform integers in ``[0, high)`` of ``shape`` (an index dtype) on the device of
+        ``like``; advances ``generator``."""
+        raise _missing(self, "random_integers")
+
+    def take(self, tensor: T, indices: T) -> T:
+        """The rows ``indices`` (a 1-D integer tensor) of ``tensor`` along axis 0."""
+        raise _missing(self, "take")
+
+    def add_at(self, tensor: T, index: Any, value: T) -> T:
+        """A copy of ``tensor`` whose element ``index`` (in row-major order; a Python int, or a
+        0-d integer tensor inside :meth:`pure_fn`) is increased by the scalar ``value``."""
+        raise _missing(self, "add_at")
+
+    def stack(self, tensors: Sequence[T]) -> T:
+        """Tensors of one shape stacked along a new leading axis."""
+        raise _missing(self, "stack")
+
+    def vmap_fn(self, f: Callable[..., Any]) -> Callable[..., T] | None:
+        """Vectorize ``f(w, *rest) -> scalar`` over a stack of ``w``.
+
+        Return ``g(stacked, *rest)``: the 1-D tensor of ``f(stacked[i], *rest)`` over the leading
+        axis, computed in one vectorized call (``vmap``), or None when the framework has no
+        vectorizing map (the caller then calls ``f`` once per row).
+        """
+        return None
+
+    def pure_fn(self, f: Callable[..., Any], compiled: bool = True) -> Callable[..., Any]:
+        """``f``, a pure function of tensors (and lists of them, None and Python ints), run
+        the fastest way the framework runs such code: compiled (``jax.jit``, ``tf.function``)
+        when ``compiled``, and never recording gradients (PyTorch)."""
+        return f
+
+    # -- scaling out (optional; see dict_minimize/distributed) ------------------------------
+    def process_group(self, device: Any, group: Any = None) -> Any:
+        """A :class:`~dict_minimize.distributed.Reducer` over the framework's initialized
+        process group (``group``, or the default one), or None when there is none. Only
+        called when a run may be data-parallel."""
+        return None
+
+    def shard_over(self, devices: Any) -> Any:
+        """A :class:`~dict_minimize.distributed.DeviceMesh` placing samples over ``devices``
+        (``options["devices"]``); frameworks that cannot shard arrays refuse."""
+        from dict_minimize._errors import InvalidOptionError
+
+        raise InvalidOptionError(
+            f"options['devices'] shards the samples over the devices of one process, which "
+            f"the {self.name} backend cannot do (JAX can; PyTorch scales out over "
+            f"torch.distributed processes instead, see options['distributed'])"
+        )
 
     # -- built from the primitives ---------------------------------------------------------
     def loss_and_flat_to_host(self, value: T, flat: T, dtype: Any) -> tuple[float, np.ndarray]:
@@ -289,6 +405,13 @@ class Backend(ABC, Generic[T]):
     def norm(self, a: T) -> T:
         """Euclidean norm of a vector, a scalar."""
         return self.sqrt(self.sum(a * a))  # type: ignore[operator]
+
+    def std(self, a: T, size: int) -> T:
+        """Standard deviation (population, ``ddof=0``) of the ``size`` elements of ``a``, a
+        scalar in ``a``'s dtype."""
+        centered: Any = a - self.sum(a) / size  # type: ignore[operator]
+        total: Any = self.sum(centered * centered)
+        return self.sqrt(total / size)
 
     def describe(self, path: Path, value: Any) -> tuple[tuple[int, ...], Any, Any]:
         """Validate one x0 leaf and return ``(shape, dtype, device)``."""

@@ -1,7 +1,8 @@
 """JAX backend: ``jax.jit``-compiled value-and-grad, Hessian-vector products and Hessians.
 
-Each builder jit-compiles once per ``minimize`` call: the objective is traced on the first
-evaluation and every later evaluation reuses the compiled program.
+Each builder jit-compiles once: the objective is traced on the first evaluation and every later
+evaluation (and later calls with the same function and layout: ``dict_minimize/_compiled.py``)
+reuses the compiled program.
 
 Precision: the flat vector is float64 only when ``jax_enable_x64`` is on (``JAX_ENABLE_X64=1``
 or ``jax.config.update("jax_enable_x64", True)`` before creating arrays; ``with
@@ -82,6 +83,7 @@ class JaxBackend(Backend[jax.Array]):
     """Parameters are ``jax.Array`` on any one device (or replicated over several)."""
 
     name = "jax"
+    compiles = True
 
     def __init__(self) -> None:
         self._layouts: dict[int, tuple[TreeSpec, tuple[Any, ...]]] = {}
@@ -184,24 +186,33 @@ class JaxBackend(Backend[jax.Array]):
     def hessian_fn(self, f: FlatFn) -> Callable[[jax.Array], jax.Array]:
         return _jit(jax.hessian(_scalar(f)))
 
-    def jacobian_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Any]]:
-        def jacobian(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
-            value, pullback = jax.vjp(f, flat)
+    def jacobian_fn(
+        self, f: Callable[..., Any], post: Callable[[Any, Any], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        def jacobian(flat: jax.Array, *args: Any) -> tuple[Any, ...]:
+            def at(z: jax.Array) -> Any:
+                return f(z, *args)
+
+            value, pullback = jax.vjp(at, flat)
             m, n = value.shape[0], flat.shape[0]
             if m <= n:  # few outputs (the usual constraint): one reverse pass per row
                 (jac,) = jax.vmap(pullback)(jnp.eye(m, dtype=value.dtype))
             else:  # more outputs than parameters: one forward pass per column
-                jac = jax.jacfwd(f)(flat)
-            return value, jac
+                jac = jax.jacfwd(at)(flat)
+            return (value, jac) if post is None else (value, jac, *post(value, jac))
 
         return _jit(jacobian)
 
-    def jacfwd_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Any]]:
-        jac = jax.jacfwd(lambda flat: (f(flat), f(flat)), has_aux=True)  # f traced once
+    def jacfwd_fn(
+        self, f: Callable[..., Any], post: Callable[[Any, Any], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        def jacobian(flat: jax.Array, *args: Any) -> tuple[Any, ...]:
+            def both(z: jax.Array) -> tuple[Any, Any]:
+                value = f(z, *args)  # traced once: the value rides along as aux
+                return value, value
 
-        def jacobian(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
-            j, value = jac(flat)
-            return value, j
+            j, value = jax.jacfwd(both, has_aux=True)(flat)
+            return (value, j) if post is None else (value, j, *post(value, j))
 
         return _jit(jacobian)
 
@@ -210,37 +221,48 @@ class JaxBackend(Backend[jax.Array]):
     ) -> Callable[..., tuple[Any, Any]]:
         axes = tuple(in_axes)
 
-        def one_sample(leaves: list[jax.Array], *args: Any) -> tuple[Any, Any]:
+        def one_sample(flat: jax.Array, *args: Any) -> tuple[Any, Any]:
             # vmap strips the batch axis; put back a batch of one so f sees its usual layout.
             batch = [a if ax is None else jnp.expand_dims(a, ax) for a, ax in zip(args, axes)]
-            r = f(leaves, *batch)
+            r = f(flat, *batch)
             return r, r
 
         jac = jax.vmap(jax.jacrev(one_sample, has_aux=True), in_axes=(None, *axes))
 
-        def rows(leaves: list[jax.Array], *args: Any) -> tuple[jax.Array, jax.Array]:
-            grads, r = jac(leaves, *args)
+        def rows(flat: jax.Array, *args: Any) -> tuple[jax.Array, jax.Array]:
+            j, r = jac(flat, *args)
             r = jnp.reshape(r, (-1,))
-            j = jnp.concatenate([jnp.reshape(g, (r.size, -1)).astype(r.dtype) for g in grads], 1)
-            return r, j
+            return r, jnp.reshape(j, (r.size, -1)).astype(r.dtype)
 
-        compiled = jax.jit(rows)  # once per chunk shape (the last chunk may be shorter)
-        return lambda leaves, *args: compiled(list(leaves), *args)
+        return _jit(rows)  # every chunk has one shape: compiled once
 
-    def jvp_fn(self, f: FlatFn) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        return _jit(lambda flat, v: jax.jvp(f, (flat,), (v,))[1])
+    def jvp_fn(self, f: Callable[..., Any]) -> Callable[..., jax.Array]:
+        def jvp(flat: jax.Array, v: jax.Array, *args: Any) -> jax.Array:
+            return jax.jvp(lambda z: f(z, *args), (flat,), (v,))[1]
 
-    def vjp_fn(self, f: FlatFn) -> Callable[[jax.Array], tuple[Any, Callable[[Any], Any]]]:
+        return _jit(jvp)
+
+    def vjp_fn(self, f: Callable[..., Any]) -> Callable[..., tuple[Any, Callable[[Any], Any]]]:
         # jax.vjp's pullback is a pytree (its leaves are the linearization's residuals), so
         # linearizing and applying are each compiled once and products reuse the residuals.
-        linearize = jax.jit(lambda flat: jax.vjp(f, flat))
-        apply = jax.jit(lambda pullback, u: pullback(u)[0])
+        linearize = _jit(lambda flat, *args: jax.vjp(lambda z: f(z, *args), flat))
+        apply = _jit(lambda pullback, u: pullback(u)[0])
 
-        def vjp(flat: jax.Array) -> tuple[jax.Array, Callable[[Any], Any]]:
-            value, pullback = linearize(flat)
+        def vjp(flat: jax.Array, *args: Any) -> tuple[jax.Array, Callable[[Any], Any]]:
+            value, pullback = linearize(flat, *args)
             return value, lambda u: apply(pullback, u)
 
         return vjp
+
+    def shard_over(self, devices: Any) -> Any:
+        from dict_minimize.distributed.jax import JaxDeviceMesh
+
+        return JaxDeviceMesh(devices)
+
+    def process_group(self, device: Any, group: Any = None) -> Any:
+        from dict_minimize.distributed.jax import process_group
+
+        return process_group(device, group)
 
     # -- solver primitives (eager; the solvers call each a few times per iteration) ----------
     def zeros(self, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
@@ -295,10 +317,66 @@ class JaxBackend(Backend[jax.Array]):
     def slice_axis(self, tensor: jax.Array, start: int, stop: int, axis: int) -> jax.Array:
         return jax.lax.slice_in_dim(tensor, start, stop, axis=axis)
 
+    def host(self, *scalars: jax.Array) -> np.ndarray:
+        if all(getattr(_device_of(s.sharding), "platform", None) == "cpu" for s in scalars):
+            # Host memory already: zero-copy views instead of a reshape and a concatenation
+            # dispatched per solver iteration.
+            return np.concatenate([np.ravel(np.asarray(s)) for s in scalars]).astype(np.float64)
+        return super().host(*scalars)
+
+    # -- random search primitives -----------------------------------------------------------
+    def random_generator(self, seed: int, like: jax.Array) -> Any:
+        return _KeyChain(jax.device_put(jax.random.key(seed), _placement(like)))
+
+    def random_normal(self, generator: Any, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
+        return jax.random.normal(generator.next(), shape, like.dtype)
+
+    def random_integers(
+        self, generator: Any, high: int, shape: tuple[int, ...], like: jax.Array
+    ) -> jax.Array:
+        return jax.random.randint(generator.next(), shape, 0, high)
+
+    def take(self, tensor: jax.Array, indices: jax.Array) -> jax.Array:
+        return jnp.take(tensor, indices, axis=0)
+
+    def add_at(self, tensor: jax.Array, index: Any, value: jax.Array) -> jax.Array:
+        return jnp.reshape(jnp.reshape(tensor, (-1,)).at[index].add(value), tensor.shape)
+
+    def stack(self, tensors: Sequence[jax.Array]) -> jax.Array:
+        return jnp.stack(list(tensors))
+
+    def vmap_fn(self, f: Callable[..., Any]) -> Callable[..., jax.Array]:
+        def batched(stacked: jax.Array, *rest: Any) -> jax.Array:
+            out: jax.Array = jax.vmap(f, in_axes=(0,) + (None,) * len(rest))(stacked, *rest)
+            return out
+
+        return batched
+
+    def pure_fn(self, f: Callable[..., Any], compiled: bool = True) -> Callable[..., Any]:
+        if compiled:
+            return _jit(f)
+
+        def run(*args: Any) -> Any:
+            # Python ints as arrays: eager indexing compiles once per static index value.
+            return f(*(jnp.asarray(a) if type(a) is int else a for a in args))
+
+        return run
+
 
 def _placement(like: jax.Array) -> Any:
     """Where a new array beside ``like`` goes (None inside a trace: the trace decides)."""
     return None if isinstance(like, jax.core.Tracer) else _device_of(like.sharding)
+
+
+class _KeyChain:
+    """A stateful generator over JAX's stateless keys: each draw takes a fresh subkey."""
+
+    def __init__(self, key: jax.Array) -> None:
+        self.key = key
+
+    def next(self) -> jax.Array:
+        self.key, sub = jax.random.split(self.key)
+        return sub
 
 
 # aᵀb without materializing the transpose (XLA contracts over the first axes).

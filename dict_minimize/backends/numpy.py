@@ -15,6 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from dict_minimize._tree import TreeSpec
+from dict_minimize.backends._host import _PLAIN_DICTS, HostLeaves
 from dict_minimize.backends._protocol import Backend, FlatFn
 
 # A tuple, not ``np.ndarray | np.generic``: an inline union is rebuilt on every isinstance.
@@ -83,6 +84,9 @@ class NumpyBackend(Backend[np.ndarray]):
             out.append(part if part.dtype == leaf.dtype else part.astype(leaf.dtype))
         return out
 
+    def host_leaves(self, spec: TreeSpec, device: Any) -> HostLeaves:
+        return _NumpyHostLeaves(spec, [np.dtype(leaf.dtype) for leaf in spec.leaves], self.is_leaf)
+
     def _no_autodiff(self, *_: Any) -> NoReturn:
         raise NotImplementedError("numpy has no autodiff")
 
@@ -92,32 +96,23 @@ class NumpyBackend(Backend[np.ndarray]):
     jvp_fn: Callable[[FlatFn], Any] = _no_autodiff  # type: ignore[assignment]
     vjp_fn: Callable[[FlatFn], Any] = _no_autodiff  # type: ignore[assignment]
 
-    def jacobian_fn(self, f: FlatFn) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    def jacobian_fn(
+        self, f: Callable[..., Any], post: Callable[[Any, Any], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
         """Central differences (the least-squares solvers' Jacobian; ``minimize`` and the
         constraints keep scipy's own finite differences since ``has_autodiff`` is False)."""
 
-        def jacobian(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return f(flat), central_differences(f, flat)
+        def jacobian(flat: np.ndarray, *args: Any) -> tuple[Any, ...]:
+            value, jac = f(flat, *args), central_differences(lambda z: f(z, *args), flat)
+            return (value, jac) if post is None else (value, jac, *post(value, jac))
 
         return jacobian
 
     def per_sample_jacobian_fn(
         self, f: Callable[..., Any], in_axes: Sequence[int | None]
     ) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-        def rows(leaves: Sequence[np.ndarray], *args: Any) -> tuple[np.ndarray, np.ndarray]:
-            shapes = [np.shape(leaf) for leaf in leaves]
-            dtypes = [np.asarray(leaf).dtype for leaf in leaves]
-            sizes = [int(np.prod(s)) for s in shapes]
-            cuts = np.cumsum(sizes)[:-1]
-
-            def flat_f(flat: np.ndarray) -> Any:
-                parts = np.split(flat, cuts)
-                return f([p.reshape(s).astype(d) for p, s, d in zip(parts, shapes, dtypes)], *args)
-
-            flat0 = np.concatenate([np.ravel(leaf).astype(np.float64) for leaf in leaves])
-            return np.asarray(flat_f(flat0)), central_differences(flat_f, flat0)
-
-        return rows
+        # Without autodiff the rows come from central differences of the whole chunk.
+        return self.jacobian_fn(f)
 
     # -- solver primitives --------------------------------------------------------------------
     def zeros(self, shape: tuple[int, ...], like: np.ndarray) -> np.ndarray:
@@ -177,6 +172,70 @@ class NumpyBackend(Backend[np.ndarray]):
         index = [slice(None)] * np.ndim(tensor)
         index[axis] = slice(start, stop)
         return np.asarray(tensor)[tuple(index)]
+
+    # -- random search primitives (no vmap: the trial points are evaluated one by one) -------
+    def random_generator(self, seed: int, like: np.ndarray) -> Any:
+        return np.random.default_rng(seed)
+
+    def random_normal(self, generator: Any, shape: tuple[int, ...], like: np.ndarray) -> np.ndarray:
+        return np.asarray(generator.standard_normal(shape), dtype=like.dtype)
+
+    def random_integers(
+        self, generator: Any, high: int, shape: tuple[int, ...], like: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(generator.integers(high, size=shape))
+
+    def take(self, tensor: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return np.take(tensor, indices, axis=0)
+
+    def add_at(self, tensor: np.ndarray, index: Any, value: np.ndarray) -> np.ndarray:
+        out = np.array(tensor, copy=True)
+        out.reshape(-1)[index] += value  # a view of the fresh contiguous copy
+        return out
+
+    def stack(self, tensors: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack(tensors)
+
+
+class _NumpyHostLeaves(HostLeaves):
+    """Leaves are views of one copy of scipy's point; gradients are the user's arrays."""
+
+    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
+        if self._views:  # float64 leaves: views of the point, written out (every evaluation)
+            return point, [
+                point[start:stop] if shape is None else point[start:stop].reshape(shape)
+                for start, stop, shape, _ in self._plan
+            ]
+        return point, self.arrays(point)
+
+    def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
+        for value in values:
+            if type(value) is not np.ndarray:  # NumPy scalars, subclasses: the validating path
+                return None
+        return list(values)
+
+    def gradient(self, tree: Any) -> np.ndarray | None:
+        # The base class's steps in one pass: this runs on every evaluation.
+        keys = self._keys
+        values: list[Any] | None
+        if keys is not None and type(tree) in _PLAIN_DICTS and len(tree) == len(keys):
+            try:
+                values = [tree[key] for key in keys]
+            except KeyError:
+                return None
+        else:
+            values = self.values(tree)
+            if values is None:
+                return None
+        for value, shape in zip(values, self._shapes):
+            if type(value) is not np.ndarray or value.shape != shape:
+                return None
+        try:
+            joined: np.ndarray = np.concatenate(values, axis=None, dtype=np.float64)
+        except TypeError:
+            return None
+        return joined
 
 
 def central_differences(f: Callable[[np.ndarray], Any], x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from dict_minimize._tree import TreeSpec
+from dict_minimize.backends._host import HostLeaves
 from dict_minimize.backends._protocol import Backend, FlatFn
+
+_NUMPY_DTYPES = {
+    torch.float16: np.dtype(np.float16),
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+}
 
 
 class TorchBackend(Backend[torch.Tensor]):
@@ -70,6 +78,14 @@ class TorchBackend(Backend[torch.Tensor]):
         # torch.autograd.grad(loss, params[k]) themselves; keep that contract.
         return [leaf.detach().requires_grad_(True) for leaf in leaves]
 
+    def host_leaves(self, spec: TreeSpec, device: Any) -> HostLeaves | None:
+        if torch.device(device).type != "cpu":
+            return None
+        dtypes = [_NUMPY_DTYPES.get(leaf.dtype) for leaf in spec.leaves]
+        if any(d is None for d in dtypes):  # bfloat16: NumPy has none, the device path casts
+            return None
+        return _TorchHostLeaves(spec, dtypes, self.is_leaf)  # type: ignore[arg-type]
+
     def value_and_grad_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
         def value_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             flat = flat.detach().requires_grad_(True)
@@ -110,12 +126,16 @@ class TorchBackend(Backend[torch.Tensor]):
 
         return hessian
 
-    def jacobian_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
-        def jacobian(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def jacobian_fn(
+        self, f: Callable[..., Any], post: Callable[[Any, Any], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        def jacobian(flat: torch.Tensor, *args: Any) -> tuple[Any, ...]:
             flat = flat.detach()
-            value = f(flat)
-            jac = torch.autograd.functional.jacobian(f, flat, vectorize=True)
-            return value.detach(), jac.reshape(value.numel(), flat.numel())
+            with torch.no_grad():
+                value = f(flat, *args)
+            jac = torch.autograd.functional.jacobian(lambda z: f(z, *args), flat, vectorize=True)
+            jac = jac.reshape(value.numel(), flat.numel())
+            return (value, jac) if post is None else (value, jac, *post(value, jac))
 
         return jacobian
 
@@ -187,17 +207,67 @@ class TorchBackend(Backend[torch.Tensor]):
     def slice_axis(self, tensor: torch.Tensor, start: int, stop: int, axis: int) -> torch.Tensor:
         return tensor.narrow(axis, start, stop - start)
 
+    # -- random search primitives -----------------------------------------------------------
+    def random_generator(self, seed: int, like: torch.Tensor) -> Any:
+        return torch.Generator(device=like.device).manual_seed(seed)
+
+    def random_normal(
+        self, generator: Any, shape: tuple[int, ...], like: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+    def random_integers(
+        self, generator: Any, high: int, shape: tuple[int, ...], like: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.randint(high, shape, generator=generator, device=like.device)
+
+    def take(self, tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return tensor.index_select(0, indices.to(tensor.device))
+
+    def add_at(self, tensor: torch.Tensor, index: Any, value: torch.Tensor) -> torch.Tensor:
+        out = tensor.reshape(-1).clone()
+        out[index] += value  # an int index selects a view: no host sync
+        return out.reshape(tensor.shape)
+
+    def stack(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(tensors))
+
+    def vmap_fn(self, f: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+        def batched(stacked: torch.Tensor, *rest: Any) -> torch.Tensor:
+            # rest closed over rather than passed with in_dims=None: vmap then flattens one
+            # tensor instead of every leaf of rest on each call.
+            out: torch.Tensor = torch.func.vmap(lambda w: f(w, *rest))(stacked)
+            return out
+
+        return batched
+
+    def pure_fn(self, f: Callable[..., Any], compiled: bool = True) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            with torch.no_grad():
+                return f(*args)
+
+        return run
+
+    def process_group(self, device: Any, group: Any = None) -> Any:
+        from dict_minimize.distributed.torch import process_group
+
+        return process_group(device, group)
+
     # -- autodiff builders of the least-squares solvers ------------------------------------
-    def jacfwd_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
-        def jacobian(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def jacfwd_fn(
+        self, f: Callable[..., Any], post: Callable[[Any, Any], tuple[Any, ...]] | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        def jacobian(flat: torch.Tensor, *args: Any) -> tuple[Any, ...]:
             flat = flat.detach()
-            value = f(flat)
+            with torch.no_grad():
+                value = f(flat, *args)
             # autograd.functional's vectorized forward mode: faster than torch.func.jacfwd
             # for the small residual functions this mode serves.
             jac = torch.autograd.functional.jacobian(
-                f, flat, vectorize=True, strategy="forward-mode"
+                lambda z: f(z, *args), flat, vectorize=True, strategy="forward-mode"
             )
-            return value.detach(), jac.reshape(value.numel(), flat.numel())
+            jac = jac.reshape(value.numel(), flat.numel())
+            return (value, jac) if post is None else (value, jac, *post(value, jac))
 
         return jacobian
 
@@ -206,32 +276,58 @@ class TorchBackend(Backend[torch.Tensor]):
     ) -> Callable[..., tuple[Any, Any]]:
         axes = tuple(in_axes)
 
-        def one_sample(leaves: list[torch.Tensor], *args: Any) -> tuple[Any, Any]:
+        def one_sample(flat: torch.Tensor, *args: Any) -> tuple[Any, Any]:
             # vmap strips the batch axis; put back a batch of one so f sees its usual layout.
             batch = [a if ax is None else a.unsqueeze(ax) for a, ax in zip(args, axes)]
-            r = f(leaves, *batch)
+            r = f(flat, *batch)
             return r, r
 
+        # Rows with respect to the flat vector: J comes out whole (no per-leaf blocks to join).
         jac = torch.func.vmap(torch.func.jacrev(one_sample, has_aux=True), in_dims=(None, *axes))
 
-        def rows(leaves: Sequence[torch.Tensor], *args: Any) -> tuple[Any, Any]:
-            grads, r = jac([leaf.detach() for leaf in leaves], *args)
+        def rows(flat: torch.Tensor, *args: Any) -> tuple[Any, Any]:
+            j, r = jac(flat.detach(), *args)
             r = r.reshape(-1)
-            dtype = r.dtype
-            j = torch.cat([g.reshape(r.numel(), -1).to(dtype) for g in grads], dim=1)
-            return r, j
+            return r, j.reshape(r.numel(), -1).to(r.dtype)
 
         return rows
 
-    def jvp_fn(self, f: FlatFn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        def jvp(flat: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return torch.func.jvp(f, (flat.detach(),), (v,))[1].detach()
+    def jvp_fn(self, f: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+        def jvp(flat: torch.Tensor, v: torch.Tensor, *args: Any) -> torch.Tensor:
+            return torch.func.jvp(lambda z: f(z, *args), (flat.detach(),), (v,))[1].detach()
 
         return jvp
 
-    def vjp_fn(self, f: FlatFn) -> Callable[[torch.Tensor], tuple[Any, Any]]:
-        def linearize(flat: torch.Tensor) -> tuple[torch.Tensor, Callable[[Any], Any]]:
-            value, pullback = torch.func.vjp(f, flat.detach())
+    def vjp_fn(self, f: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
+        def linearize(flat: torch.Tensor, *args: Any) -> tuple[torch.Tensor, Callable[[Any], Any]]:
+            value, pullback = torch.func.vjp(lambda z: f(z, *args), flat.detach())
             return value.detach(), lambda u: pullback(u)[0].detach()
 
         return linearize
+
+
+class _TorchHostLeaves(HostLeaves):
+    """CPU leaves share one copy of scipy's point (``torch.from_numpy``: no copy, no dispatch)
+    and require grad, as :meth:`TorchBackend.detached` gives them on the device path."""
+
+    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[torch.Tensor]]:
+        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
+        from_numpy = torch.from_numpy
+        if self._views:  # float64 leaves: views of the point, written out (every evaluation)
+            return point, [
+                from_numpy(
+                    point[start:stop] if shape is None else point[start:stop].reshape(shape)
+                ).requires_grad_(True)
+                for start, stop, shape, _ in self._plan
+            ]
+        return point, [from_numpy(a).requires_grad_(True) for a in self.arrays(point)]
+
+    def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
+        try:  # force: a gradient that requires grad is detached (a view on the CPU)
+            arrays = [v.numpy(force=True) for v in values if type(v) is torch.Tensor]
+        except (TypeError, RuntimeError):  # bfloat16 and other dtypes NumPy lacks
+            return None
+        return arrays if len(arrays) == len(values) else None
+
+    def loss(self, value: Any) -> float:
+        return float(value.item())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Any
 
 from dict_minimize._errors import InvalidOptionError
 
@@ -48,6 +49,21 @@ class DampingRule(ABC):
     @abstractmethod
     def on_reject(self) -> bool:
         """Update μ after a rejected step; False when μ can grow no further."""
+
+    def state(self) -> dict[str, float]:
+        """What evolves during a run (for checkpoints); the options are not part of it."""
+        return {"mu": self.mu}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned (from a checkpoint)."""
+        values = {key: float(state[key]) for key in self.state()}
+        if set(state) != set(values) or not all(v > 0 for v in values.values()):
+            raise ValueError(
+                f"a {type(self).__name__.lower()} damping state needs positive "
+                f"{', '.join(sorted(values))}, got {state!r}"
+            )
+        for key, value in values.items():
+            setattr(self, key, value)
 
 
 def _positive(name: str, value: object) -> float:
@@ -87,6 +103,9 @@ class Nielsen(DampingRule):
         self.mu *= self.nu
         self.nu *= 2.0
         return math.isfinite(self.mu) and self.mu < 1e300
+
+    def state(self) -> dict[str, float]:
+        return {"mu": self.mu, "nu": self.nu}
 
 
 class Marquardt(DampingRule):

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from dict_minimize._errors import ObjectiveError
+from dict_minimize._errors import CheckpointError, ObjectiveError
 from dict_minimize._progress import Progress
+from dict_minimize._result import STATUS_NOT_FINITE
 from dict_minimize.backends._protocol import Backend
+from dict_minimize.solvers import checkpoint as ckpt
 from dict_minimize.solvers._linear import CGSteps, DenseSteps
 from dict_minimize.solvers._problem import Linearization, ResidualProblem
 from dict_minimize.solvers.damping import DampingRule
@@ -36,6 +38,8 @@ STATUS_XTOL = 3
 STATUS_FTOL_XTOL = 4
 STATUS_CALLBACK = -2
 STATUS_DAMPING_LIMIT = -4
+# STATUS_NOT_FINITE = -5 (shared with minimize): every trial point had non-finite residuals
+# (or Jacobian) up to the damping limit or down to steps below xtol.
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -48,6 +52,9 @@ MESSAGES = {
     STATUS_CALLBACK: "Stopped because `callback` raised StopIteration or returned True.",
     STATUS_DAMPING_LIMIT: "The damping reached its limit (mu_max or max_retries) without "
     "reducing the cost; no further progress is possible from this point.",
+    STATUS_NOT_FINITE: "The residuals or the Jacobian were not finite at every trial point, "
+    "down to the damping limit or to steps below xtol; x is the best finite point and no "
+    "finite progress is possible from it.",
 }
 
 
@@ -70,6 +77,92 @@ class Settings:
     progress: bool = False
     geodesic: bool = False
     geodesic_alpha: float = 0.75
+    checkpoint: ckpt.Checkpointer | None = None
+
+
+def _new_history() -> dict[str, list[float]]:
+    return {"cost": [], "damping": [], "nfev": []}
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from one iteration to the next: exactly what a checkpoint holds
+    (with the damping rule's state and the problem's counters).
+
+    The loop saves it after an accepted step, before the new point is linearized; a resumed
+    run linearizes that point again, which gives the same bits, and goes on as the saved run
+    would have.
+    """
+
+    x: Any  # the current point (the best so far), a flat device tensor
+    nit: int = 0
+    started: bool = False  # the damping was initialized from the first model
+    pending: int | None = None  # a stopping rule that fired on the last accepted step
+    d_run: Any = None  # running max of diag(JᵀWJ) (x_scale="jac"), a device tensor
+    previous_x: Any = None  # the point before the last accepted step (to step back to)
+    history: dict[str, list[float]] = field(default_factory=_new_history)
+
+    def save(
+        self, backend: Backend[Any], damping: DampingRule, problem: ResidualProblem
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able scalars and host arrays for :class:`~.checkpoint.Checkpointer`."""
+        scalars = {
+            "nit": self.nit,
+            "started": self.started,
+            "pending": self.pending,
+            "nfev": problem.nfev,
+            "njev": problem.njev,
+            "damping": damping.state(),
+        }
+        arrays = {
+            "x": backend.to_numpy(self.x),
+            **{f"history.{k}": ckpt.floats(v) for k, v in self.history.items()},
+        }
+        if self.d_run is not None:
+            arrays["d_run"] = backend.to_numpy(self.d_run)
+        if self.previous_x is not None:
+            arrays["previous_x"] = backend.to_numpy(self.previous_x)
+        return scalars, arrays
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: ckpt.Checkpoint,
+        path: ckpt.PathLike,
+        n: int,
+        to_device: Callable[[np.ndarray], Any],
+        damping: DampingRule,
+        problem: ResidualProblem,
+    ) -> LoopState:
+        """The state saved by :meth:`save` (checked), restoring damping and counters too."""
+        s = checkpoint.state
+        try:
+            nit, nfev, njev = (int(s[k]) for k in ("nit", "nfev", "njev"))
+            pending = None if s["pending"] is None else int(s["pending"])
+            started = bool(s["started"])
+            damping.load_state(s["damping"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has an invalid loop state: {exc!r}"
+            ) from None
+        arrays = checkpoint.arrays
+
+        def optional(name: str) -> Any:
+            if name not in arrays:
+                return None
+            return to_device(ckpt.require_array(checkpoint, name, (n,), path))
+
+        history = {k: ckpt.as_list(arrays.get(f"history.{k}")) for k in _new_history()}
+        problem.nfev, problem.njev = nfev, njev
+        return cls(
+            to_device(ckpt.require_array(checkpoint, "x", (n,), path)),
+            nit,
+            started,
+            pending,
+            optional("d_run"),
+            optional("previous_x"),
+            history,
+        )
 
 
 @dataclass
@@ -134,7 +227,7 @@ class LevenbergMarquardt:
         self.backend = problem.backend
         self.settings = settings
         self._eye: Any = None
-        self._d_run: Any = None
+        self.state = LoopState(None)
         # The current (always the best) point, readable if the run is cut short.
         self.x: Any = None
         self.cost = math.nan
@@ -170,7 +263,8 @@ class LevenbergMarquardt:
     def _model(self, x: Any, lin: Linearization) -> tuple[Model, Any, tuple[Any, Any] | None]:
         b, st = self.backend, self.settings
         if isinstance(st.x_scale, str):  # "jac": D = running max of diag(JᵀWJ)
-            d_run = lin.diag if self._d_run is None else b.maximum(self._d_run, lin.diag)
+            prior = self.state.d_run
+            d_run = lin.diag if prior is None else b.maximum(prior, lin.diag)
             sigma = 1.0 / b.sqrt(b.where(d_run > 0, d_run, 1.0))
         else:
             d_run, sigma = None, st.x_scale
@@ -214,24 +308,25 @@ class LevenbergMarquardt:
         )
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, x: Any, cost0: float) -> Outcome:
-        """Iterate from ``x`` (already evaluated by ``problem.start``) until a stopping rule."""
+    def run(self, x: Any, cost0: float, resume: LoopState | None = None) -> Outcome:
+        """Iterate from ``x`` (already evaluated by ``problem.start``) until a stopping rule;
+        or, given ``resume`` (a checkpoint's state, at ``x``), continue that run."""
         b, st, problem, damping = self.backend, self.settings, self.problem, self.settings.damping
-        lin = problem.linearize(x)
-        previous: tuple[Any, Linearization] | None = None
-        history: dict[str, list[float]] = {"cost": [], "damping": [], "nfev": []}
+        state = self.state = resume if resume is not None else LoopState(x)
+        lin: Linearization | None = None  # the linearization at state.x, once computed
+        previous_lin: Linearization | None = None  # the one at state.previous_x, if kept
+        history = state.history
         bar = Progress(st.progress, st.max_iter, "least_squares")
-        nit = 0
-        started = False
         status: int | None = None
-        pending: int | None = None
         cost, optimality = cost0, math.nan
-        self.x, self.cost = x, cost0
+        self.x, self.cost, self.nit = state.x, cost0, state.nit
         # Trial points may overflow (that is what rejection is for); NumPy would warn.
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while True:
-                    model, d_run, aff = self._model(x, lin)
+                    if lin is None:
+                        lin = problem.linearize(state.x)
+                    model, d_run, aff = self._model(state.x, lin)
                     measure, cosine = self.gtol_measure(model, aff)
                     # The scalars this iteration needs on the host, fetched in one transfer.
                     wanted = {
@@ -240,50 +335,53 @@ class LevenbergMarquardt:
                         "fs_norm": lin.fs_norm,
                         "optimality": self.optimality(model, aff),
                     }
-                    if not started:  # Nielsen's scale, and scipy trf's initial radius ‖x0‖
+                    if not state.started:  # Nielsen's scale, and scipy trf's initial radius ‖x0‖
                         wanted["diag_max"] = self._diag_max(model)
                         wanted["g_norm"] = b.norm(model.g_hat)
-                        wanted["radius"] = b.norm(x / model.sigma)
-                    if d_run is not None and self._d_run is not None:  # growth of D = diag(JᵀWJ)
-                        wanted["d_old"], wanted["d_new"] = b.amax(self._d_run), b.amax(d_run)
+                        wanted["radius"] = b.norm(state.x / model.sigma)
+                    if d_run is not None and state.d_run is not None:  # growth of D = diag(JᵀWJ)
+                        wanted["d_old"], wanted["d_new"] = b.amax(state.d_run), b.amax(d_run)
                     got = dict(zip(wanted, (float(v) for v in b.host(*wanted.values()))))
                     if not all(math.isfinite(v) for v in got.values()):
-                        if previous is None:
+                        if state.previous_x is None:
                             raise ObjectiveError(
                                 "the Jacobian of residual_fn is not finite at x0; start from a "
                                 "point where the residuals are differentiable"
                             )
                         # The accepted point has a non-finite Jacobian: step back, damp harder.
-                        x, lin = previous
-                        previous, pending = None, None
-                        nit -= 1
+                        if previous_lin is None:  # resumed from a checkpoint: not kept in it
+                            previous_lin = problem.linearize(state.previous_x)
+                            problem.njev -= 1  # the saved run had it already
+                        state.x, lin = state.previous_x, previous_lin
+                        state.previous_x, previous_lin, state.pending = None, None, None
+                        state.nit -= 1
                         if not damping.on_reject():
-                            status = STATUS_DAMPING_LIMIT
-                            model, d_run, aff = self._model(x, lin)
+                            status = STATUS_NOT_FINITE
+                            model, d_run, aff = self._model(state.x, lin)
                             optimality = float(b.host(self.optimality(model, aff))[0])
                             break
                         continue
                     if d_run is not None:
                         if "d_new" in got and got["d_new"] > 0:
                             damping.rescale(got["d_old"] / got["d_new"])
-                        self._d_run = d_run
+                        state.d_run = d_run
                     cost, optimality = got["cost"], got["optimality"]
-                    self.x, self.cost, self.nit = x, cost, nit
+                    self.x, self.cost, self.nit = state.x, cost, state.nit
                     model.optimality = optimality
-                    if not started:
+                    if not state.started:
                         radius = got["radius"] if got["radius"] > 0 else 1.0
                         damping.start(got["diag_max"], got["g_norm"] / radius)
-                        started = True
+                        state.started = True
                     history["cost"].append(cost)
                     history["damping"].append(damping.mu)
                     history["nfev"].append(problem.nfev)
-                    if nit > 0:
+                    if state.nit > 0:
                         bar.update(cost)
                         if st.callback is not None and st.callback(
                             {
-                                "x": x,
+                                "x": state.x,
                                 "cost": cost,
-                                "nit": nit,
+                                "nit": state.nit,
                                 "optimality": optimality,
                                 "mu": damping.mu,
                                 "nfev": problem.nfev,
@@ -291,8 +389,8 @@ class LevenbergMarquardt:
                         ):
                             status = STATUS_CALLBACK
                             break
-                    if pending is not None:
-                        status = pending
+                    if state.pending is not None:
+                        status = state.pending
                         break
                     fs_norm = got["fs_norm"]
                     g_measure = (
@@ -301,39 +399,46 @@ class LevenbergMarquardt:
                     if (cosine and fs_norm == 0) or g_measure <= st.gtol:
                         status = STATUS_GTOL
                         break
-                    if st.max_iter is not None and nit >= st.max_iter:
+                    if st.max_iter is not None and state.nit >= st.max_iter:
                         status = STATUS_MAX_NFEV
                         break
-                    status, accepted = self._trials(x, model, cost)
+                    status, accepted = self._trials(state.x, model, cost)
                     if accepted is None:
                         break
-                    previous = (x, lin)
-                    x, lin = accepted, problem.linearize(accepted)
-                    nit += 1
-                    pending, status = status, None
+                    state.previous_x, previous_lin = state.x, lin
+                    state.x, lin = accepted, None
+                    state.nit += 1
+                    self.nit = state.nit
+                    state.pending, status = status, None
+                    if st.checkpoint is not None and st.checkpoint.due(state.nit):
+                        st.checkpoint.save(*state.save(b, damping, problem))
         finally:
             bar.close()
         if status is None:  # unreachable: every exit of the loop sets a status
             raise RuntimeError("the iteration ended without a status")
+        if lin is None:  # unreachable: the loop linearizes before any exit
+            raise RuntimeError("the iteration ended without a linearization")
+        nit = state.nit
         message = MESSAGES[status]
         if status == STATUS_MAX_NFEV and st.max_iter is not None and nit >= st.max_iter:
             message = f"The maximum number of iterations ({st.max_iter}) is reached."
-        return Outcome(x, lin, cost, optimality, status, message, nit, self._d_run, history)
+        return Outcome(state.x, lin, cost, optimality, status, message, nit, state.d_run, history)
 
     def _trials(self, x: Any, model: Model, cost: float) -> tuple[int | None, Any]:
         """Try damped steps from ``x``: ``(pending status, new x)`` on success, or
         ``(final status, None)`` when the run must stop here."""
         b, st, problem, damping = self.backend, self.settings, self.problem, self.settings.damping
         steps = self._steps(model)
+        limit = STATUS_DAMPING_LIMIT  # or STATUS_NOT_FINITE while the last trial was not finite
         for _ in range(st.max_retries + 1):
             if problem.nfev >= st.max_nfev:
                 return STATUS_MAX_NFEV, None
             s = steps.solve(damping.mu)
             if st.geodesic:
                 s = self._accelerate(x, s, model, steps)
-            if s is None:  # the acceleration is too large: the step is not trusted
+            if s is None:  # the acceleration is too large (or not finite): not trusted
                 if not damping.on_reject():
-                    return STATUS_DAMPING_LIMIT, None
+                    return limit, None
                 continue
             p, s = self.select_step(x, model.d * s, s, model)
             p_norm, x_norm = (
@@ -355,17 +460,22 @@ class LevenbergMarquardt:
                     ratio = actual / pred if pred > 0 else (1.0 if actual > 0 else -1.0)
                     accepted = damping.accepts(actual, ratio)
                     term = _check_termination(actual, pred, cost, p_norm, x_norm, ratio, st)
+                    limit = STATUS_DAMPING_LIMIT
                 else:  # a non-finite residual at the trial point: reject, damp harder
                     accepted = False
-                    term = STATUS_XTOL if p_norm < st.xtol * (st.xtol + x_norm) else None
+                    # Down to xtol, steps still reach non-finite residuals: no finite progress.
+                    small = p_norm < st.xtol * (st.xtol + x_norm)
+                    term = STATUS_NOT_FINITE if small else None
+                    limit = STATUS_NOT_FINITE
                 if accepted:
                     damping.on_accept(ratio)
+                    self.x, self.cost = x_new, new_cost  # the best point, should the run stop
                     return term, x_new
             if term is not None:
                 return term, None
             if not damping.on_reject():
-                return STATUS_DAMPING_LIMIT, None
-        return STATUS_DAMPING_LIMIT, None
+                return limit, None
+        return limit, None
 
     def _accelerate(self, x: Any, s: Any, model: Model, steps: Any) -> Any:
         """Add Transtrum and Sethna's geodesic acceleration to the LM step ``s``.

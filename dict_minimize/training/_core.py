@@ -15,8 +15,9 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from dict_minimize import _least_squares
-from dict_minimize._errors import InvalidOptionError, InvalidParamsError
+from dict_minimize._errors import InvalidOptionError, InvalidParamsError, OptimizationInterrupted
 from dict_minimize.backends._protocol import Backend
+from dict_minimize.distributed._collective import resolve as resolve_collective
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,16 @@ class Scaling:
     gain: np.ndarray
 
     @staticmethod
-    def fit(data: np.ndarray) -> Scaling:
-        """The map taking each column of ``data`` (samples along axis 0) onto [-1, 1]."""
+    def fit(
+        data: np.ndarray,
+        extrema: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> Scaling:
+        """The map taking each column of ``data`` (samples along axis 0) onto [-1, 1];
+        ``extrema`` combines the columns' (min, max) with other shards' in a data-parallel fit."""
         flat = data.reshape(data.shape[0], -1)
         low, high = flat.min(axis=0), flat.max(axis=0)
+        if extrema is not None:
+            low, high = extrema(low, high)
         span = high - low
         # A constant feature is left unscaled (mapminmax passes it through too).
         gain = np.where(span > 0, 2.0 / np.where(span > 0, span, 1.0), 1.0)
@@ -148,11 +155,19 @@ def fit_params(
     fold: Callable[[Any, Scaling | None, Scaling | None], Any] | None,
     damping: str = "marquardt",
     geodesic: bool = True,
+    distributed: Any = None,
+    devices: Any = None,
+    checkpoint: Any = None,
+    checkpoint_every: int = 1,
+    resume: Any = None,
 ) -> FitResult:
     """Train ``params0`` so that ``apply(params, inputs)`` matches ``targets`` (MSE, LM).
 
     ``fold(params, input_scaling, target_scaling)`` turns parameters trained on normalized
     data into parameters for raw data (the adapter knows the model's first and last layers).
+    ``distributed`` and ``devices`` are ``least_squares``' options of those names: in a
+    data-parallel fit each rank's data (training and validation) is its shard, and the
+    scalings, the MSE and the validation MSE are taken over all shards.
     """
     if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 1:
         raise InvalidOptionError(f"epochs must be a positive integer, got {epochs!r}")
@@ -172,6 +187,19 @@ def fit_params(
             f"samples along axis 0"
         )
     device = backend.leaf_meta(inputs)[2]
+    collective = resolve_collective(
+        backend, distributed, per_sample=True, method="lm", device=device
+    )
+
+    def total(compute: Callable[[], Any]) -> float:
+        """A device scalar summed over the ranks (this process's alone when not distributed)."""
+        if collective is None:
+            return float(backend.host(compute())[0])
+        return collective.total(compute)
+
+    def count(value: float) -> float:
+        return value if collective is None else float(collective.host_sum(np.array([value]))[0])
+
     in_dtype, out_dtype = backend.leaf_meta(inputs)[1], backend.leaf_meta(targets)[1]
 
     def on_device(array: np.ndarray, dtype: Any) -> Any:
@@ -183,8 +211,9 @@ def fit_params(
     if normalize:
         if fold is None:
             raise InvalidOptionError("normalize=True is not available for this model")
-        x_scale = Scaling.fit(np.asarray(backend.to_numpy(inputs), dtype=np.float64))
-        y_scale = Scaling.fit(np.asarray(backend.to_numpy(targets), dtype=np.float64))
+        extrema = None if collective is None else collective.host_extrema
+        x_scale = Scaling.fit(np.asarray(backend.to_numpy(inputs), dtype=np.float64), extrema)
+        y_scale = Scaling.fit(np.asarray(backend.to_numpy(targets), dtype=np.float64), extrema)
         x_off, x_gain = on_device(x_scale.offset, in_dtype), on_device(x_scale.gain, in_dtype)
         y_off = on_device(y_scale.offset, out_dtype)
         y_inv_gain = on_device(1.0 / y_scale.gain, out_dtype)
@@ -198,7 +227,7 @@ def fit_params(
         return predict(params, x) - y
 
     # cost = ½ Σ r², so the MSE is cost · 2 / (samples · outputs).
-    mse_factor = 2.0 / float(math.prod(n_out))
+    mse_factor = 2.0 / count(float(math.prod(n_out)))
 
     val_fn = None
     if val_data is not None:
@@ -209,11 +238,14 @@ def fit_params(
             raise InvalidParamsError(f"val_data must hold two {backend.name} tensors")
         if normalize:
             xv = (xv - x_off) * x_gain
-        val_count = float(math.prod(backend.leaf_meta(yv)[0]))
+        val_count = count(float(math.prod(backend.leaf_meta(yv)[0])))
 
         def val_fn(params: Any) -> float:
-            r = predict(params, xv) - yv
-            return float(backend.host(backend.sum(r * r))[0]) / val_count
+            def squares() -> Any:
+                r = predict(params, xv) - yv
+                return backend.sum(r * r)
+
+            return total(squares) / val_count
 
     if damping == "marquardt":  # trainlm: (JᵀJ + mu·I), mu absolute
         damping_options: dict[str, Any] = {
@@ -230,14 +262,26 @@ def fit_params(
         raise InvalidOptionError(f"damping must be 'marquardt' or 'nielsen', got {damping!r}")
 
     bar = None
-    if progress:
+    if progress and (collective is None or collective.rank == 0):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc="fit (LM)", unit="epoch", dynamic_ncols=True)
     tracker = _Tracker(val_fn, goal, min_grad, int(max_fail), mse_factor, bar)
-    r0 = residual_fn(params0, x_train, targets)
-    cost0 = 0.5 * float(backend.host(backend.sum(r0 * r0))[0])
-    if tracker.update(params0, cost0, 0, mu, math.inf):  # e.g. the goal is met already
+
+    def squares0() -> Any:
+        r0 = residual_fn(params0, x_train, targets)
+        return backend.sum(r0 * r0)
+
+    fit_state = None
+    if checkpoint is not None or resume is not None:  # the tracker goes into the checkpoints
+        from dict_minimize._minimize import prepare
+        from dict_minimize.training._checkpoint import FitCheckpoint
+
+        spec, _, params_device = prepare(backend, params0)
+        fit_state = FitCheckpoint(tracker, backend, spec, params_device)
+    # Resumed, the tracker's state (epoch 0 included) comes from the checkpoint.
+    cost0 = 0.5 * total(squares0) if resume is None else math.inf
+    if resume is None and tracker.update(params0, cost0, 0, mu, math.inf):  # goal met already
         if bar is not None:
             bar.close()
         start = fold(params0, x_scale, y_scale) if normalize and fold is not None else params0
@@ -250,6 +294,11 @@ def fit_params(
             input_scaling=None,
             target_scaling=None,
         )
+
+    # The group resolved above (or none: the run must not find one by itself), or the devices.
+    scale_out: dict[str, Any] = {"distributed": False if collective is None else distributed}
+    if devices is not None:
+        scale_out["devices"] = devices
 
     def callback(intermediate_result: Any) -> bool:
         res = intermediate_result
@@ -273,8 +322,30 @@ def fit_params(
                 "max_retries": 1000,
                 "geodesic": bool(geodesic),
                 **damping_options,
+                **scale_out,
+                **({} if checkpoint is None else {"checkpoint": checkpoint}),
+                **({} if checkpoint is None else {"checkpoint_every": checkpoint_every}),
+                **({} if resume is None else {"resume": resume}),
             },
+            checkpoint_extra=fit_state,
         )
+    except (Exception, OptimizationInterrupted) as exc:
+        # The error carries the fit so far: the best weights (folded), history and result.
+        partial = getattr(exc, "result", None)
+        if partial is not None and hasattr(partial, "cost"):
+            best = tracker.best_x if tracker.best_x is not None else partial.x
+            if normalize and fold is not None:
+                best = fold(best, x_scale, y_scale)
+            exc.result = FitResult(  # type: ignore[union-attr]
+                params=best,
+                history=tracker.history,
+                best_epoch=tracker.best_epoch if tracker.best_x is not None else partial.nit,
+                stop_reason=partial.message,
+                result=partial,
+                input_scaling=x_scale,
+                target_scaling=y_scale,
+            )
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -3,6 +3,7 @@ partitions, or plain dicts): Levenberg-Marquardt training like MATLAB ``trainlm`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,10 @@ def fit(
     geodesic: bool = True,
     progress: bool = False,
     chunk_size: int | None = None,
+    devices: Any = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train ``params`` of ``apply_fn(params, inputs) -> outputs`` by LM on the mean squared
     error; the trained tree is ``result.params`` (JAX arrays are immutable).
@@ -38,7 +43,9 @@ def fit(
     Same algorithm and arguments as :func:`dict_minimize.torch_api.fit` (see there), except
     that there is no ``normalize``: scale ``inputs`` and ``targets`` yourself, since a params
     tree has no first and last layer to fold the scaling into. ``apply_fn`` is called per
-    sample under ``jax.vmap`` (on batches of one sample) and on whole batches.
+    sample under ``jax.vmap`` (on batches of one sample) and on whole batches. ``devices``
+    (a list of jax devices or a one-axis ``Mesh``) shards the training samples over those
+    devices, as ``least_squares``' option of that name.
 
     Examples
     --------
@@ -60,5 +67,6 @@ def fit(
         _BACKEND, apply_fn, params, inputs, targets, val_data=val_data, epochs=epochs,
         goal=goal, min_grad=min_grad, mu=mu, mu_dec=mu_dec, mu_inc=mu_inc, mu_max=mu_max,
         max_fail=max_fail, normalize=False, progress=progress, chunk_size=chunk_size,
-        fold=None, damping=damping, geodesic=geodesic,
+        fold=None, damping=damping, geodesic=geodesic, devices=devices,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip

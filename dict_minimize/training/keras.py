@@ -3,6 +3,7 @@ whichever framework Keras runs (TensorFlow, JAX or PyTorch)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -49,6 +50,9 @@ def fit(
     geodesic: bool = True,
     progress: bool = False,
     chunk_size: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train a built Keras model by LM on the mean squared error and assign the trained
     weights to its variables (the best validation weights when validation stops the run).
@@ -81,6 +85,7 @@ def fit(
         goal=goal, min_grad=min_grad, mu=mu, mu_dec=mu_dec, mu_inc=mu_inc, mu_max=mu_max,
         max_fail=max_fail, normalize=False, progress=progress, chunk_size=chunk_size,
         fold=None, damping=damping, geodesic=geodesic,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
     )  # fmt: skip
     dict_to_model(model, result.params)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -50,6 +51,10 @@ def fit(
     geodesic: bool = True,
     progress: bool = False,
     chunk_size: int | None = None,
+    distributed: Any = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train a ``torch.nn.Module`` by Levenberg-Marquardt on the mean squared error.
 
@@ -100,6 +105,24 @@ def fit(
         Show a tqdm bar with the MSE, validation MSE and mu.
     chunk_size : int, optional
         Samples per Jacobian chunk (bounds memory: ``chunk_size × n_params`` floats).
+    distributed : bool or torch.distributed.ProcessGroup, optional
+        Data-parallel training when ``torch.distributed`` is initialized (None, the default:
+        whenever it is; False: never; a group: over that group). Each rank's ``inputs``,
+        ``targets`` and ``val_data`` are its shard (sizes may differ); ``JᵀJ``, ``Jᵀe``, the
+        MSEs and the ``normalize`` ranges are taken over all shards, every rank ends with
+        the same weights, and the model must start with the same weights on every rank.
+    checkpoint : str or os.PathLike, optional
+        Write the whole training state (weights, ``mu``, counters, history, validation
+        state and best weights) to this ``.npz`` file every ``checkpoint_every`` epochs,
+        atomically (see ``least_squares``' option of that name).
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : str or os.PathLike, optional
+        A checkpoint to continue from (the same file as ``checkpoint`` to keep writing it).
+        The model must have the same architecture; its current weights are not used. On
+        the CPU in float64 the resumed run ends with the same weights, bit for bit, as a run
+        never interrupted. A missing, corrupt or mismatched file raises
+        :class:`~dict_minimize.CheckpointError`.
 
     Returns
     -------
@@ -190,6 +213,10 @@ def fit(
             fold=fold,
             damping=damping,
             geodesic=geodesic,
+            distributed=distributed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
     finally:
         model.train(was_training)
