@@ -1,4 +1,4 @@
-"""Data, initial weights and models of the least-squares benchmark (issue 8's cases A, B, C).
+"""Data, initial weights and models of the least-squares benchmark (cases A, B, C).
 
 Everything here is framework-free NumPy in float64; the contenders (``_ls_contenders.py``)
 turn it into tensors of their framework, so every contender starts from the same numbers.
@@ -112,7 +112,7 @@ def mlp(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 def case_a(seed: int, samples: int = 500) -> FitData:
-    """Issue 8's case A for one seed: data and initial weights both depend on it."""
+    """Case A for one seed: data and initial weights both depend on it."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(-2.0, 2.0, (samples, 2))
     a = b = 2.5
@@ -126,7 +126,7 @@ def rosenbrock(x: np.ndarray) -> np.ndarray:
 
 
 def case_b(seed: int = 0, samples: int = 10_000) -> FitData:
-    """Issue 8's case B, already mapped to [-1, 1] (inputs and targets)."""
+    """Case B, already mapped to [-1, 1] (inputs and targets)."""
     rng = np.random.default_rng(100 + seed)
     x = rng.uniform(-2.0, 2.0, (samples, 6))
     y = rosenbrock(x).reshape(-1, 1)
@@ -197,7 +197,7 @@ def unflatten_c(flat: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def case_c(samples: int = 10_000) -> CurveData:
-    """Issue 8's case C: 10,000 points on [0, 10], noise σ = 0.02."""
+    """Case C: 10,000 points on [0, 10], noise σ = 0.02."""
     t = np.linspace(0.0, 10.0, samples)
     rng = np.random.default_rng(7)
     y = curve(C_TRUE, t) + 0.02 * rng.standard_normal(samples)

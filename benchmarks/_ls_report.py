@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 BEGIN, END = "<!-- BEGIN least_squares_cases -->", "<!-- END least_squares_cases -->"
-SECTION = "## Least squares: issue 8's cases A, B, C"
+SECTION = "## Least squares: cases A, B, C"
 #: Peers, in table order: (short column label, row name prefix).
 PEERS = (
     ("torch-LM", "torch-levenberg-marquardt"),
@@ -20,7 +20,7 @@ PEERS = (
     ("scipy lm", "scipy least_squares lm"),
     ("scipy trf", "scipy least_squares trf"),
 )
-#: Targets of issue 8.
+#: Targets of the least-squares benchmark.
 A_MEDIAN, A_MAX = 0.005, 0.01
 B_JTJ_FACTOR = 1.5
 C_FACTOR = 2.0

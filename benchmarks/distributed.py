@@ -1,8 +1,9 @@
 """Data-parallel Levenberg-Marquardt: time per iteration on 1 and 2 gloo processes, the measured
 all-reduce cost, and the cost model for large runs on GPUs.
 
-The problem is issue 8's case B (a 6-12-10-8-1 tanh MLP, n = 311 weights, on 10,000 samples of
-the 6-D Rosenbrock function) with ``dict_minimize.torch_api.least_squares`` in float64. Each
+The problem is case B of the least-squares benchmark (a 6-12-10-8-1 tanh MLP, n = 311
+weights, on 10,000 samples of the 6-D Rosenbrock function) with
+``dict_minimize.torch_api.least_squares`` in float64. Each
 process is pinned to one thread; with two processes each holds half of the samples (rank 0 the
 first half). Rounds alternate the 1-process and 2-process runs, and the report gives medians.
 

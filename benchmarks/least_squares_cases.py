@@ -1,4 +1,4 @@
-"""Issue 8's least-squares benchmark: cases A, B and C against every peer, side by side.
+"""The least-squares benchmark: cases A, B and C against every peer, side by side.
 
 Each case runs in its own process (all its contenders in that one process, pinned to one
 thread, on the same float64 data from the same initial weights, interleaved round by round);

@@ -95,7 +95,7 @@ class Objective:
             )
             self._vg = self._derivatives.get("value_and_grad")
             self._value = self._derivatives.get("value")
-        else:
+        elif spec.size >= backend.host_min_size:
             self._host_leaves = backend.host_leaves(spec, device)
 
     # -- conversions ----------------------------------------------------------------------

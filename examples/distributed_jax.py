@@ -7,8 +7,8 @@ What it shows
     all-reduces them. The same fit on one device runs beside it for comparison. On a CPU the
     script asks XLA for two host devices (``--xla_force_host_platform_device_count=2``; set
     ``XLA_FLAGS`` yourself to choose), so it runs anywhere; on GPUs ``jax.devices()`` lists
-    the GPUs. The network is issue 8's case B: a 6-12-10-8-1 tanh MLP on samples of the 6-D
-    Rosenbrock function, inputs and targets mapped to [-1, 1].
+    the GPUs. The network is case B of the least-squares benchmark: a 6-12-10-8-1 tanh
+    MLP on samples of the 6-D Rosenbrock function, inputs and targets mapped to [-1, 1].
 
 How to run
     python examples/distributed_jax.py            # two host devices on a CPU

@@ -68,6 +68,7 @@ def _kill_worker(backend: str, kind: str, path: Path, kill_at: int) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_least_squares_resumes_bit_for_bit_after_sigkill(case: Case, tmp_path: Path) -> None:
     path = tmp_path / "run.npz"
     # numpy's Jacobian is 2n central differences: more evaluations per iteration.
@@ -86,6 +87,7 @@ def test_least_squares_resumes_bit_for_bit_after_sigkill(case: Case, tmp_path: P
     assert resumed.success and resumed.cost < 0.5 * 60 * 0.02**2
 
 
+@pytest.mark.slow
 def test_fit_resumes_bit_for_bit_after_sigkill(tmp_path: Path) -> None:
     """torch ``fit`` with normalization and validation early stopping: weights, history,
     best epoch and stop reason all match the uninterrupted run."""

@@ -39,6 +39,7 @@ def test_same_run_as_the_device_path(
     case: Case, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x0, fun = _problem(case)
+    monkeypatch.setattr(case.backend, "host_min_size", 0)  # JAX keeps it for large layouts
     fast = minimize(case.backend, fun, x0, method=method, full_output=True)
     monkeypatch.setattr(case.backend, "host_leaves", lambda spec, device: None)
     device = minimize(case.backend, fun, x0, method=method, full_output=True)

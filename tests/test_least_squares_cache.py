@@ -106,9 +106,7 @@ def test_rebound_global_and_new_shapes_build_anew(case: Case) -> None:
         OFFSET = 0.0
     runs = counted.runs
     x0 = {k: case.tensor(v) for k, v in X0.items()}
-    short = case.api.least_squares(
-        fn, x0, args=(case.tensor(T[:20]), case.tensor(y[:20])), **TIGHT
-    )
+    short = case.api.least_squares(fn, x0, args=(case.tensor(T[:20]), case.tensor(y[:20])), **TIGHT)
     assert short.success and counted.runs > runs
     assert case.numpy(short.fun).shape == (20,)
 

@@ -101,6 +101,9 @@ class Backend(ABC, Generic[T]):
     name: str = "abstract"
     has_autodiff: bool = True
     compiles: bool = False
+    #: Layouts with fewer scalars keep the device path even where :meth:`host_leaves` offers a
+    #: host one (JAX: a dispatch per leaf outweighs the copies saved on small layouts).
+    host_min_size: int = 0
 
     # -- leaves ---------------------------------------------------------------------------
     @abstractmethod

@@ -24,6 +24,7 @@ import numpy as np
 
 from dict_minimize._errors import InvalidDtypeError
 from dict_minimize._tree import Leaf, Path, TreeSpec, format_path
+from dict_minimize.backends._host import HostLeaves
 from dict_minimize.backends._protocol import Backend, FlatFn
 
 _reshape = jax.jit(jnp.reshape, static_argnums=1)
@@ -147,6 +148,20 @@ class JaxBackend(Backend[jax.Array]):
             # Host memory already: two zero-copy views instead of a concatenation.
             return float(self.to_numpy(value).reshape(())), self.to_numpy(flat)
         return super().loss_and_flat_to_host(value, flat, dtype)
+
+    # The host fast path puts one array per leaf (a dispatch each) but saves two copies of the
+    # point per evaluation (the flat device vector and the gradient's concatenation on the
+    # device): on the CPU 0.72x the device path's time per evaluation at 1e6 parameters, 0.9x
+    # at 1e5, 1.15x at 1e4 and 1.4x at 10. Smaller layouts keep the device path.
+    host_min_size = 1 << 16
+
+    def host_leaves(self, spec: TreeSpec, device: Any) -> HostLeaves | None:
+        if getattr(device, "platform", None) != "cpu":
+            return None  # a sharded leaf's device is a sharding: the device path too
+        dtypes = [np.dtype(leaf.dtype) for leaf in spec.leaves]
+        if any(d.name not in ("float16", "float32", "float64") for d in dtypes):
+            return None  # bfloat16: the device path casts
+        return _JaxHostLeaves(spec, dtypes, self.is_leaf, device)
 
     # Packing and unpacking compile once per layout (shapes and dtypes), shared by every call
     # with that layout: one dispatch per evaluation instead of one per leaf.
@@ -391,3 +406,21 @@ def _cholesky_solve_impl(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 _cholesky_solve = jax.jit(_cholesky_solve_impl)
+
+
+class _JaxHostLeaves(HostLeaves):
+    """Leaves put from slices of one copy of scipy's point (on the CPU ``device_put`` may alias
+    them: the copy is never written); gradients read back as host views."""
+
+    def __init__(self, spec: TreeSpec, dtypes: Any, is_leaf: Any, device: Any) -> None:
+        super().__init__(spec, dtypes, is_leaf)
+        self._device = device
+
+    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[jax.Array]]:
+        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
+        leaves: list[jax.Array] = jax.device_put(self.arrays(point), self._device, may_alias=True)
+        return point, leaves
+
+    def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
+        arrays = [np.asarray(v) for v in values if isinstance(v, jax.Array)]
+        return arrays if len(arrays) == len(values) else None
