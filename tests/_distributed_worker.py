@@ -10,6 +10,7 @@ Usage: ``RANK=r WORLD_SIZE=2 MASTER_ADDR=... MASTER_PORT=... python _distributed
 from __future__ import annotations
 
 import datetime
+import faulthandler
 import json
 import os
 import sys
@@ -215,5 +216,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a native abort (gloo) still shows where Python was
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()

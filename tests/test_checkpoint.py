@@ -70,6 +70,10 @@ def _kill_worker(backend: str, kind: str, path: Path, kill_at: int) -> None:
 
 @pytest.mark.slow
 def test_least_squares_resumes_bit_for_bit_after_sigkill(case: Case, tmp_path: Path) -> None:
+    if case.traced and not os.environ.get("DICT_MINIMIZE_SLOW_TESTS"):
+        # Importing TensorFlow or JAX in the subprocess takes most of 10 s; the same resume
+        # runs in-process in test_resume_after_an_exception. DICT_MINIMIZE_SLOW_TESTS=1 runs it.
+        pytest.skip("set DICT_MINIMIZE_SLOW_TESTS=1 for the compiled backends' subprocess")
     path = tmp_path / "run.npz"
     # numpy's Jacobian is 2n central differences: more evaluations per iteration.
     kill_at = {"numpy": 60, "torch": 12}.get(case.name, 5)
@@ -125,9 +129,9 @@ def test_resume_after_an_exception(
 ) -> None:
     """A run stopped by an error (here raised by the callback at the 7th iteration) resumes
     from its last checkpoint to the end of the uninterrupted run; the same file keeps being
-    written. (The compiled backends are covered by the SIGKILL test, which is slower.)"""
-    if case.name not in ("numpy", "torch"):
-        pytest.skip("covered by test_least_squares_resumes_bit_for_bit_after_sigkill")
+    written. On the compiled backends the bounded variant only."""
+    if case.traced and method != "trf":
+        pytest.skip("compiled backends: the bounded variant only")
     residual_fn, x0, kwargs = least_squares_problem(case)
     kwargs["options"] = options
     if method == "trf":

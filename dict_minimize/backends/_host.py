@@ -97,7 +97,10 @@ class HostLeaves(ABC):
         """
 
     def point_to_host(self, point: Any) -> np.ndarray:
-        """The float64 point recorded by :meth:`leaves`."""
+        """The float64 point recorded by :meth:`leaves`: a host copy, or a tuple of the leaves
+        themselves where the framework's tensors are immutable copies (TensorFlow, JAX)."""
+        if isinstance(point, tuple):
+            return np.concatenate([np.asarray(leaf) for leaf in point], axis=None, dtype=np.float64)
         return np.asarray(point, dtype=np.float64)
 
     @abstractmethod

@@ -409,17 +409,16 @@ _cholesky_solve = jax.jit(_cholesky_solve_impl)
 
 
 class _JaxHostLeaves(HostLeaves):
-    """Leaves put from slices of one copy of scipy's point (on the CPU ``device_put`` may alias
-    them: the copy is never written); gradients read back as host views."""
+    """Leaves put from slices of scipy's point (``device_put`` copies them, so the immutable
+    leaves also record the point: no other copy); gradients read back as host views."""
 
     def __init__(self, spec: TreeSpec, dtypes: Any, is_leaf: Any, device: Any) -> None:
         super().__init__(spec, dtypes, is_leaf)
         self._device = device
 
-    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[jax.Array]]:
-        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
-        leaves: list[jax.Array] = jax.device_put(self.arrays(point), self._device, may_alias=True)
-        return point, leaves
+    def leaves(self, x: np.ndarray) -> tuple[tuple[jax.Array, ...], list[jax.Array]]:
+        leaves: list[jax.Array] = jax.device_put(self.arrays(x), self._device, may_alias=False)
+        return tuple(leaves), leaves
 
     def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
         arrays = [np.asarray(v) for v in values if isinstance(v, jax.Array)]

@@ -448,9 +448,6 @@ class _TensorflowHostLeaves(HostLeaves):
             leaves = [tf.constant(a) for a in self.arrays(x)]
         return tuple(leaves), leaves
 
-    def point_to_host(self, point: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(leaf) for leaf in point], axis=None, dtype=np.float64)
-
     def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
         # np.asarray of an eager CPU tensor is a view of its buffer (.numpy() copies).
         arrays = [np.asarray(v) for v in values if type(v) is _EAGER_TENSOR]
