@@ -17,6 +17,7 @@ Uses private modules of this project (``dict_minimize._objective``), so it may n
 when they change; it is a diagnostic, not part of ``run_all.py``.
 
     .venv/bin/python benchmarks/overhead_breakdown.py [--size 10] [--frameworks numpy torch]
+    .venv/bin/python benchmarks/overhead_breakdown.py --size 1000000 --frameworks jax --pieces-only
 """
 
 from __future__ import annotations
@@ -103,22 +104,33 @@ def pieces(obj: Any, x: np.ndarray, rounds: int) -> dict[str, float]:
     be, spec = obj.backend, obj.spec
     obj.value_and_grad(x)  # binds the objective (TensorFlow: its concrete function)
     fun = obj._bound
+    if be.name == "jax":  # JAX dispatches asynchronously: time the objective's whole work
+        import jax
+
+        fun = _blocking(fun, jax.block_until_ready)
     host = obj._host_leaves
     steps: dict[str, Callable[[], Any]] = {"value_and_grad (total)": lambda: obj.value_and_grad(x)}
-    if host is not None:  # the host fast path (backends/_host.py)
+    if host is not None:  # the host fast path (backends/_host.py, Objective._fast_value_and_grad)
         _, leaves = host.leaves(x)
         params = spec.unflatten(leaves)
         value, grad = fun(params)
-        loss = obj._check_scalar(value)
+        loss = value if type(value) is float else host.scalar(value)
         grad_host = host.gradient(grad)
         steps |= {
+            "minimal host glue (a copy per leaf in, one np.concatenate out, no checks)": (
+                lambda: _host_glue(obj, fun, x)
+            ),
             "user objective": lambda: fun(params),
             "HostLeaves.leaves (copy of the point, leaves)": lambda: host.leaves(x),
             "unflatten (leaves -> dict)": lambda: spec.unflatten(leaves),
-            "check the loss": lambda: obj._check_scalar(value),
-            "HostLeaves.loss (loss to float)": lambda: host.loss(loss),
+        }
+        if type(value) is not float:
+            steps["HostLeaves.scalar (loss to float)"] = lambda: host.scalar(value)
+        steps |= {
             "HostLeaves.gradient (keys, checks, join)": lambda: host.gradient(grad),
-            "finite check of the gradient": lambda: math.isfinite(grad_host.dot(grad_host)),
+            "finite check of loss and gradient": lambda: math.isfinite(
+                loss + grad_host.dot(grad_host)
+            ),
         }
     else:  # the device path
         flat = obj.to_device(x)
@@ -140,10 +152,34 @@ def pieces(obj: Any, x: np.ndarray, rounds: int) -> dict[str, float]:
             "_host (loss and gradient to NumPy)": lambda: obj._host(value, grad_flat),
         }
     times: dict[str, list[float]] = {k: [] for k in steps}
+    number = 2000 if spec.size <= 10_000 else 10  # calls per sample
     for _ in range(rounds):
         for name, step in steps.items():
-            times[name].append(_timing.sample(step, 2000)[1] * 1e6)
+            times[name].append(_timing.sample(step, number)[1] * 1e6)
     return {k: _timing.median(v) for k, v in times.items()}
+
+
+def _host_glue(obj: Any, fun: Callable[..., Any], x: np.ndarray) -> tuple[float, np.ndarray]:
+    """One evaluation through the least glue on the host that copies the point: each leaf
+    made by the backend's ``from_numpy`` from a slice of ``x``, the gradient joined by one
+    ``np.concatenate``, no check at all (what any adapter that does not alias scipy's
+    iterate must do; the reference for ``value_and_grad (total)``)."""
+    be, spec = obj.backend, obj.spec
+    leaves = [
+        be.from_numpy(
+            x[leaf.offset : leaf.offset + leaf.size].reshape(leaf.shape), obj.device, leaf.dtype
+        )
+        for leaf in spec.leaves
+    ]
+    loss, grad = fun(spec.unflatten(leaves))
+    values = spec.match(grad, "gradient")
+    return float(np.asarray(be.to_numpy(loss))), np.concatenate(
+        [be.to_numpy(v) for v in values], axis=None, dtype=np.float64
+    )
+
+
+def _blocking(fun: Callable[..., Any], block: Callable[[Any], Any]) -> Callable[..., Any]:
+    return lambda *args: block(fun(*args))
 
 
 def main() -> None:
@@ -151,10 +187,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10)
     parser.add_argument("--frameworks", nargs="+", default=["numpy", "torch"])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--pieces-only",
+        action="store_true",
+        help="only the steps of one evaluation (large sizes, where whole runs take seconds)",
+    )
     args = parser.parse_args()
     problem = P.make_problem(args.size)
     for fw in args.frameworks:
         layers, obj = runs(fw, problem)
+        if args.pieces_only:
+            print(f"\n{fw}, {args.size} parameters ({args.rounds} rounds, CPU time)")
+            _print_pieces(pieces(obj, problem.x0.copy(), args.rounds))
+            continue
         for run in layers.values():
             run()  # warm-up
         cpu: dict[str, list[float]] = {k: [] for k in layers}
@@ -168,10 +213,14 @@ def main() -> None:
             ratio = _timing.paired_ratio(samples, base)
             print(f"| {name} | {_timing.median(samples) * 1e3:.2f} | {ratio:.3f} |")
         steps = pieces(obj, problem.x0.copy(), args.rounds)
-        print("\n| step of one evaluation | µs |\n|---|---:|")
-        for name, us in steps.items():
-            print(f"| {name} | {us:.2f} |")
+        _print_pieces(steps)
         bound(problem, base, steps["user objective"])
+
+
+def _print_pieces(steps: dict[str, float]) -> None:
+    print("\n| step of one evaluation | µs |\n|---|---:|")
+    for name, us in steps.items():
+        print(f"| {name} | {us:.2f} |")
 
 
 def bound(problem: P.Problem, scipy_runs: list[float], objective_us: float) -> None:

@@ -5,7 +5,7 @@ A full run rewrites the generated parts of docs/benchmarks.md and the plots in d
 quick run writes its results to the temporary directory and touches nothing in the repository.
 
     python benchmarks/run_all.py                 # full run, updates docs/ (adapter_overhead
-                                                 # alone takes about 35 minutes)
+                                                 # alone takes about 30 minutes)
     python benchmarks/run_all.py --quick         # smoke run (adapter_overhead: ~15 s)
     python benchmarks/run_all.py --quick --only adapter_overhead
     python benchmarks/run_all.py --setup-peers   # first create .bench-venv (dict-minimize 0.0.4)

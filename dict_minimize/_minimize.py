@@ -115,6 +115,26 @@ def _check_call(
         )
 
 
+# Options already found valid, by method and (name, type, value) of each: checking them reads
+# scipy's signature defaults and judges every value (~8 us), a few percent of a small run.
+_VALID_OPTIONS: dict[tuple[Any, ...], None] = {}
+
+
+def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
+    """:func:`check_options`, remembered for options of hashable values."""
+    try:
+        key = (info.name, *[(name, type(value), value) for name, value in options.items()])
+        hash(key)
+    except TypeError:  # an array, a list...: checked every time
+        check_options(info, options)
+        return
+    if key not in _VALID_OPTIONS:
+        check_options(info, options)  # raises for invalid ones, which are not remembered
+        if len(_VALID_OPTIONS) >= 256:
+            _VALID_OPTIONS.clear()
+        _VALID_OPTIONS[key] = None
+
+
 def _clip_into(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
     outside = (x0 < lb) | (x0 > ub)
     if not outside.any():
@@ -174,7 +194,7 @@ def minimize(
     if options is not None and not isinstance(options, Mapping):
         raise InvalidOptionError(f"options must be a dict, got {type(options).__name__}")
     options = dict(options or {})
-    check_options(info, options)
+    _check_options(info, options)
     progress_opt = options.pop("progress", False)
     if tol is not None and not (isinstance(tol, int | float) and tol > 0):
         raise InvalidOptionError(f"tol must be a positive number, got {tol!r}")
@@ -182,7 +202,7 @@ def minimize(
 
     spec, leaves, device = prepare(backend, x0_dict)
     obj = Objective(backend, spec, fun, args, jac, hessp, device)
-    x0 = np.asarray(backend.to_numpy(backend.ravel(leaves, spec, obj.dtype)), dtype=np.float64)
+    x0 = obj.flat_x0(leaves)
     check_x0_finite(spec, x0)
 
     bounds = None

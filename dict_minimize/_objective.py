@@ -77,6 +77,9 @@ class Objective:
         self.nonfinite_since_best = 0
         self._rejected: set[bytes] = set()
         self._checked = False
+        # What value_and_grad's short way after the first evaluation takes (no closure over
+        # self: a reference cycle would keep args and the best point alive until a full GC).
+        self._fast: tuple[HostLeaves, Callable[..., Any]] | None = None
         self._vg: Any = None
         self._value: Any = None
         self._derivatives: Derivatives | None = None  # of a jac=False objective (autodiff)
@@ -102,6 +105,15 @@ class Objective:
     def to_device(self, x: np.ndarray) -> Any:
         """One host-to-device copy of a flat point."""
         return self.backend.from_numpy(x, self.device, self.dtype)
+
+    def flat_x0(self, leaves: list[Any]) -> np.ndarray:
+        """x0's leaves as one new float64 host vector (joined on the host where they live)."""
+        if self._host_leaves is not None:
+            joined = self._host_leaves.join(leaves)
+            if joined is not None:
+                return joined
+        flat = self.backend.ravel(leaves, self.spec, self.dtype)
+        return np.asarray(self.backend.to_numpy(flat), dtype=np.float64)
 
     def params(self, flat: Any) -> Any:
         """The params dict (x0's nesting, dtypes, device) of a flat device vector."""
@@ -162,6 +174,8 @@ class Objective:
 
     def _first_check(self, value: float, grad: np.ndarray | None) -> None:
         self._checked = True
+        if self._host_leaves is not None and self.jac and self._bound is not None:
+            self._fast = (self._host_leaves, self._bound)  # see _fast_value_and_grad
         self.worst_fun = value  # later values update it only when they are not a new best
         if not math.isfinite(value):
             raise ObjectiveError(
@@ -194,7 +208,10 @@ class Objective:
             bound = self._bound = (
                 self.backend.bind_objective(self.fun, params, self.args) or self.fun
             )
-        out = bound(params, *self.args)
+        return self._convert(point, bound(params, *self.args), grad)
+
+    def _convert(self, point: Any, out: Any, grad: bool) -> tuple[Any, float, np.ndarray | None]:
+        """Check what the objective returned and bring it to the host (see :meth:`_evaluate`)."""
         if not self.jac:
             loss, tree = out, None
         elif type(out) is tuple and len(out) == 2:
@@ -209,6 +226,7 @@ class Objective:
             loss, tree = out
         if type(loss) is not float:
             loss = self._check_scalar(loss)
+        host = self._host_leaves
         if host is None:
             if not grad:
                 return (point, *self._host(loss, None))
@@ -220,6 +238,33 @@ class Objective:
         if grad_host is None:  # something unusual: validate (and explain) on the device path
             value, grad_host = self._host(loss, self.tree_to_flat(tree, "gradient"))
         return point, value, grad_host
+
+    def _fast_value_and_grad(
+        self, x: np.ndarray, host: HostLeaves, bound: Callable[..., Any]
+    ) -> tuple[float, np.ndarray]:
+        """:meth:`value_and_grad` on the host fast path, for the evaluations after the first
+        (which checked the objective): the common case in the fewest steps (a few microseconds
+        per evaluation are a sizeable part of a small problem's run). Anything else (a result
+        that is not a ``(loss, grad)`` tuple, a loss that is neither a float nor a scalar
+        tensor, a gradient the host path does not take, a value that is not finite) gets the
+        full checks of :meth:`_convert`."""
+        point, leaves = host.leaves(x)
+        out = bound(self.spec.unflatten(leaves), *self.args)
+        if type(out) is tuple and len(out) == 2:
+            loss, tree = out
+            value = loss if type(loss) is float else host.scalar(loss)
+            if value is not None:
+                grad = host.gradient(tree)
+                # Finite iff the loss and every element of the gradient are (one product).
+                if grad is not None and math.isfinite(value + grad.dot(grad)):
+                    self.last_fun = value  # what _record does
+                    if value < self.best_fun:
+                        self.best_fun, self.best_flat = value, point
+                        self.nonfinite_since_best = 0
+                    elif value > self.worst_fun:
+                        self.worst_fun = value
+                    return value, grad
+        return self._checked_value_and_grad(x, *self._convert(point, out, True))
 
     def _host(self, value: Any, grad_flat: Any) -> tuple[float, np.ndarray | None]:
         """Bring value (and gradient) to the host in a single transfer."""
@@ -250,14 +295,23 @@ class Objective:
         """Loss and gradient at ``x``, in float64."""
         self.nfev += 1
         self.njev += 1
+        fast = self._fast
+        if fast is not None:
+            return self._fast_value_and_grad(x, *fast)
         if self._vg is not None:
             flat = self.to_device(x)
             value, grad = self._host(*self._vg(flat))
         else:
             flat, value, grad = self._evaluate(x, grad=True)
-        grad_host = cast(np.ndarray, grad)  # asked for: never None
         if not self._checked:
-            self._first_check(value, grad_host)
+            self._first_check(value, grad)
+        return self._checked_value_and_grad(x, flat, value, grad)
+
+    def _checked_value_and_grad(
+        self, x: np.ndarray, flat: Any, value: float, grad: np.ndarray | None
+    ) -> tuple[float, np.ndarray]:
+        """Record a finite evaluation; reject one whose loss or gradient is not finite."""
+        grad_host = cast(np.ndarray, grad)  # asked for: never None
         # Finite iff every element is (one dot product; element by element if it overflows).
         if not (
             math.isfinite(value)

@@ -7,12 +7,14 @@ the device. Both paths must give the same run, bit for bit: same evaluations, sa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 
 from cases import Case
+from dict_minimize import InvalidParamsError, ObjectiveError
 from dict_minimize._minimize import minimize
 
 
@@ -52,3 +54,48 @@ def test_same_run_as_the_device_path(
         np.testing.assert_array_equal(case.numpy(a), case.numpy(b))
         assert case.backend.leaf_meta(a)[1] == case.backend.leaf_meta(b)[1]
     assert fast.fun < 3.01  # the minimum is 3, at w = 1.5 and b = -0.5
+
+
+def _breaks_later(case: Case, how: str) -> Any:
+    """A quartic objective whose result goes wrong at its fourth evaluation: by then the
+    evaluations take the short way of the host path (``Objective._fast_value_and_grad``)."""
+    xp, calls = case.xp, [0]
+
+    def fun(params: Any) -> Any:
+        calls[0] += 1
+        loss = sum(xp.sum((v - 1) ** 4) for v in params.values())
+        grad = {k: 4 * (v - 1) ** 3 for k, v in params.items()}
+        if calls[0] < 4:
+            return loss, grad
+        if how == "shape":
+            grad["w"] = xp.reshape(grad["w"], (3, 2))
+        elif how == "missing":
+            del grad["b"]
+        elif how == "loss":
+            loss = params["w"] * 2.0
+        elif how == "pair":
+            return [loss, grad, grad]
+        return loss, grad
+
+    return fun
+
+
+@pytest.mark.parametrize(
+    "how, error, fragments",
+    [
+        ("shape", ObjectiveError, ("gradient['w']", "(3, 2)", "(2, 3)")),
+        ("missing", InvalidParamsError, ("gradient is missing", "['b']")),
+        ("loss", ObjectiveError, ("scalar", "(2, 3)")),
+        ("pair", ObjectiveError, ("(loss, grad_dict)", "list")),
+    ],
+)
+def test_later_evaluations_are_checked(
+    case: Case, how: str, error: type[Exception], fragments: tuple[str, ...], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(case.backend, "host_min_size", 0)
+    x0 = {"w": case.tensor(np.full((2, 3), 3.0)), "b": case.tensor([0.5, -2.0])}
+    pattern = "(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)
+    with pytest.raises(error, match=pattern) as caught:
+        minimize(case.backend, _breaks_later(case, how), x0, method="L-BFGS-B")
+    result = caught.value.result  # type: ignore[attr-defined]
+    assert result.nfev == 4 and result.best_fun < 2**4 * 6 + 0.5**4 + 3**4  # f(x0)

@@ -97,6 +97,19 @@ def test_scipy_refusing_an_array_option_is_a_package_error(
     assert next(iter(options)) in str(info.value)
 
 
+def test_options_found_valid_are_remembered_by_type_and_value() -> None:
+    """Valid options are checked once per method, name, type and value (``_minimize``): an
+    equal value of another type, or the same options for another method, is checked anew."""
+    for _ in range(2):
+        _call("L-BFGS-B", {"maxiter": 20, "maxls": 20})
+        with pytest.raises(InvalidOptionError, match=r"'maxiter'.*positive integer"):
+            _call("L-BFGS-B", {"maxiter": 20.0, "maxls": 20})
+        with pytest.raises(InvalidOptionError, match=r"'maxls'.*positive integer"):
+            _call("L-BFGS-B", {"maxiter": 20, "maxls": 0})
+        with pytest.raises(InvalidOptionError, match="has no option"):
+            _call("Nelder-Mead", {"maxiter": 20, "maxcor": 5})
+
+
 def test_option_names_that_are_not_strings() -> None:
     with pytest.raises(InvalidOptionError, match="has no option"):
         _call("L-BFGS-B", {7: 1})

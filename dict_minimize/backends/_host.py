@@ -15,6 +15,7 @@ takes the validating device path, which raises the usual clear error or handles 
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,6 +27,14 @@ from dict_minimize._tree import TreeSpec
 
 _FLOAT64 = np.dtype(np.float64)
 _PLAIN_DICTS = (dict, OrderedDict)
+
+
+def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``tree -> tuple(tree[key] for key in keys)`` in one C call (``operator.itemgetter``)."""
+    get = operator.itemgetter(*keys)
+    if len(keys) == 1:  # itemgetter of one key returns the value itself
+        return lambda tree: (get(tree),)
+    return get
 
 
 class HostLeaves(ABC):
@@ -76,7 +85,9 @@ class HostLeaves(ABC):
         )
         self._views = all(dtype is None for *_, dtype in self._plan)  # every leaf float64
         self._shapes = tuple(leaf.shape for leaf in spec.leaves)
-        self._keys = spec.keys if spec.flat else None  # one level: match keys directly
+        # One level: the values of x0's keys in one call (raises KeyError for a missing key).
+        self._get = _getter(spec.keys) if spec.flat else None
+        self._nkeys = len(spec.keys) if spec.flat else -1
 
     def arrays(self, point: np.ndarray) -> list[np.ndarray]:
         """The leaves of a float64 point as NumPy arrays in x0's shapes and dtypes: views of
@@ -112,14 +123,20 @@ class HostLeaves(ABC):
         """A loss tensor of shape ``()`` or ``(1,)`` (already checked) as a float."""
         return float(np.asarray(value).reshape(()))
 
-    def values(self, tree: Any) -> list[Any] | None:
+    def scalar(self, value: Any) -> float | None:
+        """The loss as a float where it is a scalar tensor of the framework as the objective
+        usually returns it, or None (the caller then checks and converts it): a shortcut for
+        the evaluations after the first."""
+        return None
+
+    def values(self, tree: Any) -> Sequence[Any] | None:
         """The leaves of a gradient tree in x0's order: None when the keys of a one-level
         tree differ from x0's (the caller's validating path then says how); other trees are
         matched by :meth:`TreeSpec.match`, which raises on a key mismatch."""
-        keys = self._keys
-        if keys is not None and type(tree) in _PLAIN_DICTS and len(tree) == len(keys):
+        get = self._get
+        if get is not None and type(tree) in _PLAIN_DICTS and len(tree) == self._nkeys:
             try:
-                return [tree[key] for key in keys]
+                return get(tree)
             except KeyError:
                 return None
         return self.spec.match(tree, "gradient", is_leaf=self._is_leaf)
@@ -128,7 +145,12 @@ class HostLeaves(ABC):
         """The gradient tree joined into one new float64 vector in x0's leaf order, or None
         when a key, type, shape or dtype is not as expected: the caller then validates it."""
         values = self.values(tree)
-        arrays = None if values is None else self.host_arrays(values)
+        return None if values is None else self.join(values)
+
+    def join(self, values: Sequence[Any]) -> np.ndarray | None:
+        """Tensors in x0's leaf order and shapes (a gradient's, or x0's own) joined into one
+        new float64 vector, or None when a type, shape or dtype is not as expected."""
+        arrays = self.host_arrays(values)
         if arrays is None:
             return None
         for array, shape in zip(arrays, self._shapes):

@@ -278,6 +278,20 @@ class Backend(ABC, Generic[T]):
         """
         raise _missing(self, "cholesky_solve")
 
+    def cholesky_factor(self, a: T) -> Any:
+        """A factorization of the symmetric positive definite ``a`` for :meth:`factor_solve`,
+        so that several right-hand sides share one factorization.
+
+        Must not raise when ``a`` is not positive definite (:meth:`factor_solve` then returns
+        NaN). The default keeps ``a`` itself and factors it again per solve.
+        """
+        return a
+
+    def factor_solve(self, factor: Any, b: T) -> T:
+        """Solve ``a x = b`` with ``factor = cholesky_factor(a)``; NaN where ``a`` is not
+        positive definite."""
+        return self.cholesky_solve(factor, b)
+
     def eigh(self, a: T) -> tuple[T, T]:
         """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix."""
         raise _missing(self, "eigh")
@@ -290,8 +304,9 @@ class Backend(ABC, Generic[T]):
     def jacfwd_fn(
         self, f: Callable[..., T], post: Callable[[T, T], tuple[Any, ...]] | None = None
     ) -> Callable[..., tuple[Any, ...]]:
-        """Like :meth:`jacobian_fn` by forward mode, which the solvers pick when the residuals
-        outnumber the parameters. Defaults to :meth:`jacobian_fn`."""
+        """Like :meth:`jacobian_fn` at a cost that grows with the parameters, not the
+        residuals (forward mode, or PyTorch's reverse-over-reverse), which the solvers pick
+        when the residuals outnumber the parameters. Defaults to :meth:`jacobian_fn`."""
         return self.jacobian_fn(f, post)
 
     def per_sample_jacobian_fn(

@@ -423,3 +423,8 @@ class _JaxHostLeaves(HostLeaves):
     def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
         arrays = [np.asarray(v) for v in values if isinstance(v, jax.Array)]
         return arrays if len(arrays) == len(values) else None
+
+    def scalar(self, value: Any) -> float | None:
+        if isinstance(value, jax.Array) and value.ndim == 0 and value.dtype.kind == "f":
+            return float(np.asarray(value))
+        return None

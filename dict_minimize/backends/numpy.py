@@ -197,6 +197,9 @@ class NumpyBackend(Backend[np.ndarray]):
         return np.stack(tensors)
 
 
+_FLOAT_SCALARS = (np.float64, np.float32, np.float16)
+
+
 class _NumpyHostLeaves(HostLeaves):
     """Leaves are views of one copy of scipy's point; gradients are the user's arrays."""
 
@@ -209,6 +212,10 @@ class _NumpyHostLeaves(HostLeaves):
             ]
         return point, self.arrays(point)
 
+    def scalar(self, value: Any) -> float | None:
+        # A float loss skips this; NumPy's float scalars (np.vdot, .sum()) come here.
+        return float(value) if type(value) in _FLOAT_SCALARS else None
+
     def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:
         for value in values:
             if type(value) is not np.ndarray:  # NumPy scalars, subclasses: the validating path
@@ -217,11 +224,11 @@ class _NumpyHostLeaves(HostLeaves):
 
     def gradient(self, tree: Any) -> np.ndarray | None:
         # The base class's steps in one pass: this runs on every evaluation.
-        keys = self._keys
-        values: list[Any] | None
-        if keys is not None and type(tree) in _PLAIN_DICTS and len(tree) == len(keys):
+        get = self._get
+        values: Sequence[Any] | None
+        if get is not None and type(tree) in _PLAIN_DICTS and len(tree) == self._nkeys:
             try:
-                values = [tree[key] for key in keys]
+                values = get(tree)
             except KeyError:
                 return None
         else:

@@ -31,6 +31,14 @@ class DenseSteps:
         self.eigh_after = eigh_after
         self.trials = 0
         self._eig: tuple[Any, Any, Any] | None = None
+        # The factorization of Â + μI for the last μ: a second right-hand side reuses it.
+        self._factor: tuple[float, Any] | None = None
+
+    def _cholesky_solve(self, mu: float, rhs: Any) -> Any:
+        b = self.backend
+        if self._factor is None or self._factor[0] != mu:
+            self._factor = (mu, b.cholesky_factor(self.a_hat + mu * self.eye))
+        return b.factor_solve(self._factor[1], rhs)
 
     def _decompose(self) -> None:
         b = self.backend
@@ -45,14 +53,14 @@ class DenseSteps:
             if self._eig is not None:
                 w, q, _ = self._eig
                 return b.matmul(q, b.gram(q, rhs) / (w + mu))
-            return b.cholesky_solve(self.a_hat + mu * self.eye, rhs)
+            return self._cholesky_solve(mu, rhs)
         if self._eig is None and self.eigh_after is not None and self.trials >= self.eigh_after:
             self._decompose()
         self.trials += 1
         if self._eig is not None:
             w, q, qg = self._eig
             return b.matmul(q, qg / (w + mu))
-        return b.cholesky_solve(self.a_hat + mu * self.eye, self.neg_g)
+        return self._cholesky_solve(mu, self.neg_g)
 
     def fallback(self) -> bool:
         """Switch to the eigendecomposition after a failed factorization; False if in use."""

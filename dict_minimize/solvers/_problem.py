@@ -351,6 +351,8 @@ class ResidualProblem:
 
     # -- the residual function ------------------------------------------------------------
     def _chunk_tensors(self, start: int, stop: int) -> tuple[Any, ...]:
+        if start == 0 and stop == self.samples:  # one chunk: the args themselves, no slicing
+            return self.tensors
         return tuple(
             arg if axis is None else self.backend.slice_axis(arg, start, stop, axis)
             for arg, axis in zip(self.tensors, self.tensor_axes or ())
