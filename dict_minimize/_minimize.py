@@ -225,6 +225,9 @@ def minimize(
         if jac or backend.has_autodiff:
             fun_flat: Callable[..., Any] = obj.value_and_grad
             kwargs["jac"] = True
+            # scipy's wrappers pass each call a copy of x of its own (the guarantee of
+            # scipy >= 1.7; tests/test_isolation.py checks it for every gradient method).
+            obj.x_is_fresh = True
         else:
             fun_flat, kwargs["jac"] = obj.value, "2-point"
         if obj.has_hessp:

@@ -99,3 +99,78 @@ def test_later_evaluations_are_checked(
         minimize(case.backend, _breaks_later(case, how), x0, method="L-BFGS-B")
     result = caught.value.result  # type: ignore[attr-defined]
     assert result.nfev == 4 and result.best_fun < 2**4 * 6 + 0.5**4 + 3**4  # f(x0)
+
+
+#: Every method that takes the gradient: ``minimize`` hands them ``value_and_grad`` directly.
+GRADIENT_METHODS = (
+    "CG",
+    "BFGS",
+    "Newton-CG",
+    "L-BFGS-B",
+    "TNC",
+    "SLSQP",
+    "trust-constr",
+    "dogleg",
+    "trust-ncg",
+    "trust-exact",
+    "trust-krylov",
+)
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_scipy_gives_each_call_its_own_x(method: str) -> None:
+    """What the host path relies on to take scipy's x as the point without copying it: every
+    call gets a fresh array that scipy neither keeps nor changes afterwards."""
+    import scipy.optimize as so
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        seen.append((x, x.copy()))
+        d = x - np.arange(4.0)
+        return float(d @ d + (d @ d) ** 2), 2 * d * (1 + 2 * (d @ d))
+
+    def hess(x: np.ndarray) -> np.ndarray:
+        d = x - np.arange(4.0)
+        return (2 + 4 * (d @ d)) * np.eye(4) + 8 * np.outer(d, d)
+
+    second = (
+        {"hess": hess}
+        if method
+        in ("Newton-CG", "dogleg", "trust-ncg", "trust-exact", "trust-krylov", "trust-constr")
+        else {}
+    )
+    res = so.minimize(fun, np.full(4, 3.0), jac=True, method=method, **second)
+    assert len(seen) > 3
+    for i, (x, at_call) in enumerate(seen):
+        np.testing.assert_array_equal(x, at_call, err_msg=f"call {i}'s x changed later")
+        assert not np.shares_memory(x, res.x)
+        for y, _ in seen[i + 1 :]:
+            assert not np.shares_memory(x, y), f"call {i}'s x is reused"
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "trust-ncg"])
+def test_parameters_handed_out_never_change(case: Case, method: str) -> None:
+    """The leaves of every evaluation, kept by the objective, still hold that evaluation's
+    values after the run (the host path may make them views of scipy's fresh x)."""
+    x0, fun = _problem(case)
+    kept: list[tuple[Any, np.ndarray]] = []
+
+    def keeping(params: Any) -> Any:
+        kept.append((params, np.concatenate([case.numpy(params["b"]).ravel()])))
+        return fun(params)
+
+    hessp = None
+    if method == "trust-ncg":  # a Hessian-vector product of the quartic, for every backend
+
+        def hessp(params: Any, p: Any) -> Any:
+            xp = case.xp
+            dw, db = params["layer"]["w"] - 1.5, params["b"] + 0.5
+            return {"b": xp.exp(db) * p["b"], "layer": {"w": 12.0 * dw * dw * p["layer"]["w"]}}
+
+    res = minimize(case.backend, keeping, x0, method=method, hessp=hessp, full_output=True)
+    assert len(kept) == res.nfev > 3
+    for i, (params, at_call) in enumerate(kept):
+        np.testing.assert_array_equal(
+            case.numpy(params["b"]).ravel(), at_call, err_msg=f"evaluation {i}'s leaves changed"
+        )

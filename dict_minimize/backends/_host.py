@@ -29,6 +29,17 @@ _FLOAT64 = np.dtype(np.float64)
 _PLAIN_DICTS = (dict, OrderedDict)
 
 
+def is_plain_float64(x: np.ndarray) -> bool:
+    """Whether ``x`` can serve as the recorded point as it is (an owned ``x`` then needs no
+    copy): a writeable, C-contiguous float64 NumPy array."""
+    return (
+        type(x) is np.ndarray
+        and x.dtype == np.float64
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    )
+
+
 def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
     """``tree -> tuple(tree[key] for key in keys)`` in one C call (``operator.itemgetter``)."""
     get = operator.itemgetter(*keys)
@@ -99,12 +110,14 @@ class HostLeaves(ABC):
         return out
 
     @abstractmethod
-    def leaves(self, x: np.ndarray) -> tuple[Any, list[Any]]:
+    def leaves(self, x: np.ndarray, owned: bool = False) -> tuple[Any, list[Any]]:
         """``(point, leaves)`` at scipy's point ``x``.
 
         ``leaves`` are the framework tensors handed to the objective (x0's shapes and dtypes,
-        sharing no memory with ``x``, which scipy may reuse); ``point`` records the point for
-        :meth:`point_to_host` (the best point is only brought back when it is needed).
+        sharing no memory with ``x``, which scipy may reuse, unless ``owned``: ``x`` is then a
+        fresh array that nothing else holds, and the leaves may be views of it); ``point``
+        records the point for :meth:`point_to_host` (the best point is only brought back when
+        it is needed).
         """
 
     def point_to_host(self, point: Any) -> np.ndarray:

@@ -416,8 +416,11 @@ class _JaxHostLeaves(HostLeaves):
         super().__init__(spec, dtypes, is_leaf)
         self._device = device
 
-    def leaves(self, x: np.ndarray) -> tuple[tuple[jax.Array, ...], list[jax.Array]]:
-        leaves: list[jax.Array] = jax.device_put(self.arrays(x), self._device, may_alias=False)
+    def leaves(
+        self, x: np.ndarray, owned: bool = False
+    ) -> tuple[tuple[jax.Array, ...], list[jax.Array]]:
+        # An owned x is nobody else's: on the CPU the leaves may alias it instead of copying.
+        leaves: list[jax.Array] = jax.device_put(self.arrays(x), self._device, may_alias=owned)
         return tuple(leaves), leaves
 
     def host_arrays(self, values: Sequence[Any]) -> list[np.ndarray] | None:

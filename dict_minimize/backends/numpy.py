@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from dict_minimize._tree import TreeSpec
-from dict_minimize.backends._host import _PLAIN_DICTS, HostLeaves
+from dict_minimize.backends._host import _PLAIN_DICTS, HostLeaves, is_plain_float64
 from dict_minimize.backends._protocol import Backend, FlatFn
 
 # A tuple, not ``np.ndarray | np.generic``: an inline union is rebuilt on every isinstance.
@@ -203,8 +203,8 @@ _FLOAT_SCALARS = (np.float64, np.float32, np.float16)
 class _NumpyHostLeaves(HostLeaves):
     """Leaves are views of one copy of scipy's point; gradients are the user's arrays."""
 
-    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
+    def leaves(self, x: np.ndarray, owned: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        point = x if owned and is_plain_float64(x) else np.array(x, dtype=np.float64)
         if self._views:  # float64 leaves: views of the point, written out (every evaluation)
             return point, [
                 point[start:stop] if shape is None else point[start:stop].reshape(shape)

@@ -452,7 +452,9 @@ class _TensorflowHostLeaves(HostLeaves):
         super().__init__(spec, dtypes, is_leaf)
         self._device = device
 
-    def leaves(self, x: np.ndarray) -> tuple[tuple[tf.Tensor, ...], list[tf.Tensor]]:
+    def leaves(
+        self, x: np.ndarray, owned: bool = False
+    ) -> tuple[tuple[tf.Tensor, ...], list[tf.Tensor]]:
         # tf.constant copies, so the leaves (immutable) also record the point: no copy of x.
         # (An explicit device scope is also the faster way to create eager constants.)
         with tf.device(self._device):

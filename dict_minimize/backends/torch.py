@@ -11,7 +11,7 @@ import torch
 from scipy.linalg import blas
 
 from dict_minimize._tree import TreeSpec
-from dict_minimize.backends._host import HostLeaves
+from dict_minimize.backends._host import HostLeaves, is_plain_float64
 from dict_minimize.backends._protocol import Backend, FlatFn
 
 #: BLAS's symmetric rank-k update per dtype, for ``gram(J, J)`` of CPU tensors.
@@ -390,8 +390,8 @@ class _TorchHostLeaves(HostLeaves):
     """CPU leaves share one copy of scipy's point (``torch.from_numpy``: no copy, no dispatch)
     and require grad, as :meth:`TorchBackend.detached` gives them on the device path."""
 
-    def leaves(self, x: np.ndarray) -> tuple[np.ndarray, list[torch.Tensor]]:
-        point = np.array(x, dtype=np.float64)  # scipy may reuse x; the point may become the best
+    def leaves(self, x: np.ndarray, owned: bool = False) -> tuple[np.ndarray, list[torch.Tensor]]:
+        point = x if owned and is_plain_float64(x) else np.array(x, dtype=np.float64)
         from_numpy = torch.from_numpy
         if self._views:  # float64 leaves: views of the point, written out (every evaluation)
             leaves = [
