@@ -69,6 +69,7 @@ def worker(out: Path, iterations: int) -> None:
     import numpy as np
     import torch
     import torch.distributed as dist
+    from _ls_contenders import torch_mlp
     from _ls_problems import case_b, weight_keys
 
     from dict_minimize.torch_api import least_squares
@@ -85,15 +86,9 @@ def worker(out: Path, iterations: int) -> None:
     x = torch.tensor(data.x[rows])
     y = torch.tensor(data.y[rows])
     x0 = {k: torch.tensor(data.weights[k]) for k in weight_keys(data.sizes)}
-    layers = len(data.sizes) - 1
 
     def residual_fn(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> Any:
-        h = x
-        for i in range(layers):
-            h = h @ p[f"w{i}"] + p[f"b{i}"]
-            if i < layers - 1:
-                h = torch.tanh(h)
-        return h - y
+        return torch_mlp(p, x) - y
 
     stamps: list[float] = []
     cpu: list[float] = []

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import _threads
+from _ls_contenders import jax_mlp, torch_mlp
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "least_squares_memory.json"
@@ -78,15 +79,9 @@ def _run_torch(problem: dict[str, Any], chunk: int, max_nfev: int, device: str) 
 
     x, y = conv(problem["x"]), conv(problem["y"])
     x0 = {k: conv(v) for k, v in problem["weights"].items()}
-    layers = len(x0) // 2
 
     def residual_fn(p: Any, xb: Any, yb: Any) -> Any:
-        h = xb
-        for i in range(layers):
-            h = h @ p[f"w{i}"] + p[f"b{i}"]
-            if i < layers - 1:
-                h = torch.tanh(h)
-        return h - yb
+        return torch_mlp(p, xb) - yb
 
     n = sum(v.numel() for v in x0.values())
 
@@ -123,15 +118,9 @@ def _run_jax(problem: dict[str, Any], chunk: int, max_nfev: int, device: str) ->
 
     x, y = conv(problem["x"]), conv(problem["y"])
     x0 = {k: conv(v) for k, v in problem["weights"].items()}
-    layers = len(x0) // 2
 
     def residual_fn(p: Any, xb: Any, yb: Any) -> Any:
-        h = xb
-        for i in range(layers):
-            h = h @ p[f"w{i}"] + p[f"b{i}"]
-            if i < layers - 1:
-                h = jnp.tanh(h)
-        return h - yb
+        return jax_mlp(p, xb) - yb
 
     n = sum(v.size for v in x0.values())
     out = _measure(least_squares, residual_fn, x0, (x, y), chunk, max_nfev)

@@ -17,11 +17,11 @@ equal-looking key), at most :data:`PER_FUNCTION` layouts per function.
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from dict_minimize._tree import TreeSpec
+from dict_minimize._weak_cache import PerFunctionCache
 from dict_minimize.backends._protocol import Backend, FlatFn
 
 #: Most layouts (and ``args``) kept per function: the most recently used ones.
@@ -35,9 +35,7 @@ _BUILDERS = {
     "hessian": "hessian_fn",
 }
 
-_cache: weakref.WeakKeyDictionary[Any, OrderedDict[Hashable, Derivatives]] = (
-    weakref.WeakKeyDictionary()
-)
+_cache: PerFunctionCache[Derivatives] = PerFunctionCache(PER_FUNCTION)
 
 
 class Derivatives:
@@ -110,19 +108,9 @@ def derivatives(
             tuple(id(arg) for arg in args),
         )
         hash(key)
-        entries = _cache.get(fun)
-        if entries is None:
-            entries = _cache[fun] = OrderedDict()
     except TypeError:  # a function that cannot be weakly referenced, an unhashable key
         return Derivatives(backend, make_loss(lambda: fun), args)
-    entry = entries.get(key)
-    if entry is None:
-        entry = entries[key] = Derivatives(backend, make_loss(_dereference(ref)), args)
-        if len(entries) > PER_FUNCTION:
-            entries.popitem(last=False)
-    else:
-        entries.move_to_end(key)
-    return entry
+    return _cache.get(fun, key, lambda: Derivatives(backend, make_loss(_dereference(ref)), args))
 
 
 def _dereference(ref: weakref.ref[Any]) -> Callable[[], Any]:

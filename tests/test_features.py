@@ -226,3 +226,25 @@ def test_nested_params_and_gradient(case: Case) -> None:
     np.testing.assert_allclose(case.numpy(res.x["enc"]["w"]), [1.0, -1.0], atol=1e-6)
     np.testing.assert_allclose(case.numpy(res.x["enc"]["b"]), 2.0, atol=1e-6)
     assert list(res.jac["enc"]) == ["w", "b"]
+
+
+def test_compiled_derivatives_do_not_keep_the_objective_alive(case: Case) -> None:
+    """Derivatives traced or compiled for ``jac=False`` are reused across calls and hold the
+    objective weakly: it goes when the caller drops it."""
+    import gc
+    import weakref
+
+    if not case.traced:
+        pytest.skip("only traced backends keep compiled derivatives across calls")
+
+    def loss(p: Any) -> Any:
+        return case.xp.sum((p["w"] - 1.0) ** 2)
+
+    res = case.api.minimize(
+        loss, {"w": case.tensor([0.0, 2.0, 3.0])}, jac=False, method="trust-krylov"
+    )
+    np.testing.assert_allclose(case.numpy(res["w"]), np.ones(3), atol=1e-6)
+    ref = weakref.ref(loss)
+    del loss
+    gc.collect()
+    assert ref() is None

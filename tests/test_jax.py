@@ -103,19 +103,6 @@ def test_later_calls_reuse_the_compiled_derivatives(
         np.testing.assert_allclose(np.asarray(res.x["w"]), TARGET + np.asarray(shift), atol=2e-4)
 
 
-def test_compiled_derivatives_do_not_keep_the_function_alive() -> None:
-    """The cache holds the objective weakly: it goes when the caller drops it."""
-    import gc
-    import weakref
-
-    fun = Traced()
-    minimize(fun, x0(), jac=False, method="trust-krylov")
-    ref = weakref.ref(fun)
-    del fun
-    gc.collect()
-    assert ref() is None
-
-
 def test_user_gradient_is_called_not_jitted() -> None:
     """With jac=True the objective is the user's code: called eagerly on concrete arrays."""
     calls: list[bool] = []

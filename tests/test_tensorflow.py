@@ -52,19 +52,6 @@ def test_traced_once_per_call(method: str, builders: int) -> None:
     assert other.traces == builders
 
 
-def test_traces_do_not_keep_the_function_alive() -> None:
-    """Traces reused across calls hold the objective weakly: it goes when the caller drops it."""
-    import gc
-    import weakref
-
-    fun = Traced()
-    minimize(fun, x0(), jac=False, method="trust-krylov")
-    ref = weakref.ref(fun)
-    del fun
-    gc.collect()
-    assert ref() is None
-
-
 def test_variables_are_read_never_assigned() -> None:
     """x0 may hold variables; the result holds new tensors of the same dtypes."""
     start = x0()

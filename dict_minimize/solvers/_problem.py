@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 import types
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 
 from dict_minimize._errors import InvalidOptionError, ObjectiveError
 from dict_minimize._tree import TreeSpec
+from dict_minimize._weak_cache import PerFunctionCache
 from dict_minimize.backends._protocol import FLOATING, Backend
 from dict_minimize.solvers.losses import Loss
 
@@ -198,11 +197,8 @@ class _Compiled:
         return self._get("products", lambda: (b.jvp_fn(self), b.vjp_fn(self)))  # type: ignore[no-any-return]
 
 
-# residual_fn -> {call signature: its compiled functions}, most recently used last.
-_CACHE: weakref.WeakKeyDictionary[Callable[..., Any], OrderedDict[Hashable, _Compiled]] = (
-    weakref.WeakKeyDictionary()
-)
-_CACHE_LOCK = threading.Lock()
+# residual_fn -> {call signature: its compiled functions}.
+_CACHE: PerFunctionCache[_Compiled] = PerFunctionCache(SIGNATURES_PER_FUNCTION)
 
 
 def _referenced(fn: types.FunctionType) -> tuple[Any, ...]:
@@ -270,18 +266,13 @@ def _compiled_for(
         hash(key)
     except TypeError:  # an unhashable device or dtype: build anew
         return _Compiled(backend, spec, residual_fn, args, dtype, weak=False)
-    with _CACHE_LOCK:
-        entries = _CACHE.setdefault(residual_fn, OrderedDict())
-        compiled = entries.get(key)
-        if compiled is not None:
-            entries.move_to_end(key)
-            return compiled
+
+    def build() -> _Compiled:
         compiled = _Compiled(backend, spec, residual_fn, args, dtype, weak=True)
         compiled.keepalive = referenced  # the ids in the key stay unique while it lives
-        entries[key] = compiled
-        while len(entries) > SIGNATURES_PER_FUNCTION:
-            entries.popitem(last=False)
         return compiled
+
+    return _CACHE.get(residual_fn, key, build)
 
 
 class ResidualProblem:
