@@ -35,10 +35,16 @@ from dict_minimize._result import (
 )
 from dict_minimize._tree import TreeSpec, format_path
 from dict_minimize.backends._protocol import Backend
+from dict_minimize.backends.numpy import NumpyBackend
 from dict_minimize.distributed._collective import resolve as resolve_collective
 from dict_minimize.distributed._problem import DistributedResidualProblem
 from dict_minimize.solvers import checkpoint as ckpt
 from dict_minimize.solvers import scipy_least_squares
+from dict_minimize.solvers._host_algebra import (
+    HOST_ALGEBRA_MAX_N,
+    HostAlgebra,
+    device_linearization,
+)
 from dict_minimize.solvers._problem import Linearization, ResidualProblem
 from dict_minimize.solvers.damping import MARQUARDT_DEFAULTS, NIELSEN_DEFAULTS, make_damping
 from dict_minimize.solvers.levenberg_marquardt import (
@@ -67,6 +73,7 @@ _OWN_OPTIONS = _COMMON_OPTIONS | {
     "max_retries",
     "eigh_after",
     "linear_solver",
+    "host_algebra",
     "cg_tol",
     "cg_maxiter",
     "max_iter",
@@ -161,6 +168,33 @@ def _x_scale(backend: Backend[Any], spec: TreeSpec, value: Any) -> np.ndarray | 
     if not (np.isfinite(out).all() and (out > 0).all()):
         raise InvalidOptionError("options['x_scale'] must be positive and finite everywhere")
     return out
+
+
+def _host_algebra(
+    value: Any, backend: Backend[Any], spec: TreeSpec, device: Any, dtype: Any, in_framework: bool
+) -> bool:
+    """Whether the loop runs its step algebra in NumPy (see :mod:`.solvers._host_algebra`):
+    ``options["host_algebra"]`` True or False, or "auto" (the default): for a dense problem
+    of at most ``HOST_ALGEBRA_MAX_N`` parameters on the CPU, on a backend whose eager
+    operations cost more than NumPy's (``Backend.small_algebra_on_host``)."""
+    if value not in ("auto", True, False):
+        raise InvalidOptionError(
+            f"options['host_algebra'] must be 'auto', True or False, got {value!r}"
+        )
+    if value is True and not in_framework:
+        raise InvalidOptionError(
+            "options['host_algebra']=True needs method 'lm' or 'trf' with the dense JᵀWJ "
+            "(not the matrix-free mode, not a distributed run)"
+        )
+    if value == "auto":
+        return (
+            in_framework
+            and backend.small_algebra_on_host
+            and spec.size <= HOST_ALGEBRA_MAX_N
+            and backend.dtype_name(dtype) == "float64"
+            and backend.host_leaves(spec, device) is not None  # CPU tensors NumPy can view
+        )
+    return bool(value) and backend.name != "numpy"
 
 
 def _strictly_inside(spec: TreeSpec, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
@@ -324,6 +358,14 @@ def least_squares(
         if in_axes is None and isinstance(x_scale, str):
             x_scale = np.ones(n)  # no column norms without J: Levenberg's D = I
 
+    host_algebra = _host_algebra(
+        opts.pop("host_algebra", "auto"),
+        backend,
+        spec,
+        device,
+        dtype,
+        in_framework=method in IN_FRAMEWORK and collective is None and not matrix_free,
+    )
     problem = (
         ResidualProblem(
             backend, spec, residual_fn, args, device, loss_obj, in_axes, chunk_size, matrix_free
@@ -345,6 +387,19 @@ def least_squares(
 
     def to_device(array: Any) -> Any:
         return backend.from_numpy(np.asarray(array, np.float64), device, dtype)
+
+    # What the in-framework loop runs on: the framework, or NumPy for the host algebra.
+    loop_problem: Any = problem
+    loop_to_device = to_device
+    if host_algebra:
+        loop_problem = HostAlgebra(problem, NumpyBackend())
+
+        def loop_to_device(array: Any) -> Any:
+            return np.array(array, dtype=np.float64)
+
+    def from_loop(flat: Any) -> Any:
+        """A flat point of the loop as x0's framework tensor."""
+        return to_device(flat) if host_algebra else flat
 
     signature = {
         "kind": "least_squares" if checkpoint_extra is None else checkpoint_extra.kind,
@@ -397,16 +452,15 @@ def least_squares(
 
     if method in IN_FRAMEWORK:
         solver = _in_framework(
-            backend,
             method,
-            problem,
+            loop_problem,
             opts,
             bounds,
-            to_device,
+            loop_to_device,
             x_scale,
             tols,
             max_nfev,
-            user_callback if callback is not None else None,
+            None if callback is None else lambda x, *rest: user_callback(from_loop(x), *rest),
         )
         if collective is not None and collective.rank != 0:
             solver.settings.progress = False  # one bar, on rank 0
@@ -423,7 +477,7 @@ def least_squares(
     resume_state = None
     if saved is not None and solver is not None and resume_path is not None:
         resume_state = LoopState.load(
-            saved, resume_path, n, to_device, solver.settings.damping, problem
+            saved, resume_path, n, loop_to_device, solver.settings.damping, loop_problem
         )
         if checkpoint_extra is not None:
             checkpoint_extra.load(saved.extra, saved.extra_arrays())
@@ -432,7 +486,7 @@ def least_squares(
 
     def partial(status: int, message: str) -> LeastSquaresResult:
         if solver is not None and solver.x is not None:
-            x_best, cost = solver.x, solver.cost
+            x_best, cost = from_loop(solver.x), solver.cost
         else:
             x_best, cost = to_device(best.x), best.cost
         return _result(
@@ -456,14 +510,14 @@ def least_squares(
 
     try:
         if solver is not None:
-            out = solver.run(x0_flat, cost0, resume_state)
+            out = solver.run(loop_to_device(x0) if host_algebra else x0_flat, cost0, resume_state)
             result = _result(
                 backend,
                 spec,
                 method,
-                out.x,
+                from_loop(out.x),
                 out.cost,
-                out.lin,
+                device_linearization(out.lin),
                 out.optimality,
                 out.status,
                 out.status > 0,
@@ -535,7 +589,6 @@ def _checkpoint_options(opts: dict[str, Any]) -> tuple[str | None, int, str | No
 
 
 def _in_framework(
-    backend: Backend[Any],
     method: str,
     problem: ResidualProblem,
     opts: dict[str, Any],

@@ -141,6 +141,7 @@ LS_OPTION_MUTATIONS = {
     "bad in_axes": ("in_axes",),
     "bad batched_args": ("batched_args",),
     "bad linear_solver": ("linear_solver",),
+    "bad host_algebra": ("host_algebra",),
     "bad checkpoint": ("checkpoint",),
     "resume missing": ("no checkpoint file",),
     "residual_fn not callable": ("residual_fn must be callable",),
@@ -578,6 +579,8 @@ def build_least_squares(case: Case, spec: dict[str, Any]) -> Call:
             options["batched_args"] = (5,)
         elif option == "bad linear_solver":
             options["linear_solver"] = "qr"
+        elif option == "bad host_algebra":
+            options["host_algebra"] = "sometimes"
         elif option == "bad checkpoint":
             options["checkpoint"] = "/nonexistent-dir/c.npz"
         elif option == "resume missing":
@@ -600,6 +603,7 @@ def build_least_squares(case: Case, spec: dict[str, Any]) -> Call:
             "bad checkpoint",
             "resume missing",
             "bad linear_solver",
+            "bad host_algebra",
         ):
             culprits[-1] = culprits[-1] + (repr(method),)  # "method 'scipy-trf' has no option"
     kwargs["options"] = options

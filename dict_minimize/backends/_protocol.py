@@ -104,6 +104,10 @@ class Backend(ABC, Generic[T]):
     #: Layouts with fewer scalars keep the device path even where :meth:`host_leaves` offers a
     #: host one (JAX: a dispatch per leaf outweighs the copies saved on small layouts).
     host_min_size: int = 0
+    #: Whether ``least_squares`` runs the step algebra of small dense CPU problems in NumPy by
+    #: default (``options["host_algebra"]="auto"``): where one eager operation costs tens of
+    #: microseconds of dispatch (TensorFlow), against a few in NumPy, PyTorch and JAX.
+    small_algebra_on_host: bool = False
 
     # -- leaves ---------------------------------------------------------------------------
     @abstractmethod

@@ -72,6 +72,9 @@ class Linearization:
         when it is one small chunk.
     jvp, vjp : callable or None
         ``v -> J v`` and ``u -> Jᵀ u``, made on demand by :meth:`ResidualProblem.products`.
+    source : tuple or None
+        For a host copy of a framework's model (:mod:`._host_algebra`): the framework's flat
+        point and its own linearization.
     """
 
     r: Any
@@ -84,6 +87,7 @@ class Linearization:
     jac: Any = None
     jvp: Callable[[Any], Any] | None = None
     vjp: Callable[[Any], Any] | None = None
+    source: tuple[Any, Linearization] | None = None
 
 
 class _Compiled:
