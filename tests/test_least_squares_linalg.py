@@ -4,6 +4,7 @@ Jacobian when residuals outnumber parameters, and geodesic acceleration from ``J
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -200,3 +201,58 @@ def test_torch_general_jacobian_without_double_backward() -> None:
     x0 = {"a": torch.tensor(1.0, dtype=torch.float64), "b": torch.tensor(0.0, dtype=torch.float64)}
     res = least_squares(residual_fn, x0, args=(t, y), ftol=1e-12, xtol=1e-12, gtol=1e-12)
     _close([float(res.x["a"].detach()), float(res.x["b"].detach())], [0.8, 0.2], 1e-8)
+
+
+def test_torch_per_sample_rows_take_outer_products_as_broadcast_products(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyTorch, CPU: above the size where it pays, the per-sample Jacobian of an MLP rewrites
+    the batched outer products of its weight gradients (``bmm`` with a contraction of
+    length one) as broadcast products, with the same rows bit for bit; below it, and for any
+    other ``bmm``, nothing changes."""
+    torch = pytest.importorskip("torch")
+    import dict_minimize.backends.torch as torch_backend
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = (6, 12, 10, 8, 1)
+    weights = [
+        (torch.randn(o, i, generator=gen, dtype=torch.float64), torch.randn(o, dtype=torch.float64))
+        for i, o in itertools.pairwise(sizes)
+    ]
+    flat = torch.cat([t.reshape(-1) for w, b in weights for t in (w, b)])
+    shapes = [t.shape for w, b in weights for t in (w, b)]
+
+    def residual(z: Any, x: Any, y: Any) -> Any:
+        parts = iter(
+            t.reshape(s) for t, s in zip(torch.split(z, [s.numel() for s in shapes]), shapes)
+        )
+        h = x
+        for layer in range(len(weights)):
+            h = torch.nn.functional.linear(h, next(parts), next(parts))
+            h = torch.tanh(h) if layer < len(weights) - 1 else h
+        return (h - y).reshape(-1)
+
+    rewrites: list[tuple[int, ...]] = []
+    original = torch_backend._OuterProducts.__torch_dispatch__
+
+    def spy(self: Any, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.ops.aten.bmm.default and args[0].shape[2] == 1:
+            rewrites.append(tuple(args[0].shape))
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(torch_backend._OuterProducts, "__torch_dispatch__", spy)
+    rows = torch_backend.TorchBackend().per_sample_jacobian_fn(residual, (0, 0))
+    x = torch.randn(4000, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(4000, 1, generator=gen, dtype=torch.float64)
+    assert 4000 * flat.numel() >= torch_backend._OUTER_PRODUCTS_FROM
+    r, jac = rows(flat, x, y)
+    assert len(rewrites) == len(weights)  # one outer product per weight matrix
+    monkeypatch.setattr(torch_backend, "_OUTER_PRODUCTS_FROM", 1 << 62)
+    r_plain, jac_plain = rows(flat, x, y)
+    assert len(rewrites) == len(weights)  # below the threshold: the plain path
+    assert torch.equal(jac, jac_plain) and torch.equal(r, r_plain)
+    # And both are the Jacobian: reverse mode on the whole batch for a few rows.
+    for i in (0, 1234, 3999):
+        z = flat.clone().requires_grad_(True)
+        (row,) = torch.autograd.grad(residual(z, x, y)[i], z)
+        torch.testing.assert_close(jac[i], row, rtol=1e-12, atol=1e-12)

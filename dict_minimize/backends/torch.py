@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.linalg import blas
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dict_minimize._tree import TreeSpec
 from dict_minimize.backends._host import HostLeaves, is_plain_float64
@@ -323,8 +324,15 @@ class TorchBackend(Backend[torch.Tensor]):
         # Rows with respect to the flat vector: J comes out whole (no per-leaf blocks to join).
         jac = torch.func.vmap(one_sample, in_dims=(None, *axes))
 
+        batched = next((i for i, ax in enumerate(axes) if ax is not None), None)
+
         def rows(flat: torch.Tensor, *args: Any) -> tuple[Any, Any]:
-            j, r = jac(flat.detach(), *args)
+            samples = 0 if batched is None else args[batched].shape[axes[batched]]
+            if flat.device.type == "cpu" and samples * flat.numel() >= _OUTER_PRODUCTS_FROM:
+                with _OuterProducts():
+                    j, r = jac(flat.detach(), *args)
+            else:
+                j, r = jac(flat.detach(), *args)
             r = r.reshape(-1)
             return r, j.reshape(r.numel(), -1).to(r.dtype)
 
@@ -342,6 +350,33 @@ class TorchBackend(Backend[torch.Tensor]):
             return value.detach(), lambda u: pullback(u)[0].detach()
 
         return linearize
+
+
+#: Jacobian elements from which :class:`_OuterProducts` pays for its Python dispatch
+#: (~0.4 ms per call for a 4-layer MLP; even at 1,000 samples × 311 weights, 0.7x the time
+#: at 10,000).
+_OUTER_PRODUCTS_FROM = 1 << 20
+
+
+class _OuterProducts(TorchDispatchMode):  # type: ignore[misc]
+    """Batched outer products as broadcast products, on the CPU.
+
+    Per sample, the gradient of a layer's weight is an outer product: ``vmap`` of the
+    backward of ``x @ W.T`` over a batch of one turns it into ``bmm`` of ``(B, m, 1)`` by
+    ``(B, 1, n)``, which CPU kernels run as ``B`` tiny matrix products (4-7x slower than
+    the broadcast product of the same shape at B = 10,000: ~7 ms of a 6-12-10-8-1 MLP's
+    ~20 ms Jacobian). With a contraction of length one each element is one product either
+    way, so the values are identical. Every other operation passes through unchanged.
+    """
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        if func is torch.ops.aten.bmm.default and not kwargs:
+            a, b = args
+            if a.shape[2] == 1 and b.shape[1] == 1 and a.dtype == b.dtype:
+                return a * b
+        return func(*args, **(kwargs or {}))
 
 
 def _reverse_over_reverse(
