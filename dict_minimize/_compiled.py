@@ -29,6 +29,7 @@ PER_FUNCTION = 8
 
 # How each derivative is built from the flat loss.
 _BUILDERS = {
+    "own_value_and_grad": "pure_fn",  # a jac=True objective's own (loss, flat gradient)
     "value": "value_fn",
     "value_and_grad": "value_and_grad_fn",
     "hvp": "hvp_fn",

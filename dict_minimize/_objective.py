@@ -92,6 +92,21 @@ class Objective:
         # backend's host fast path where the parameters live in host memory.
         self._host_leaves: HostLeaves | None = None
         self._bound: Callable[..., Any] | None = None  # fun as the backend binds it (see _evaluate)
+        # A compiled jac=True objective (jax.jit) compiled with the unflattening of the point
+        # and the flattening of its gradient, for the evaluations after the first (which
+        # validates what it returns): one program and one transfer each way per evaluation.
+        self._own: Derivatives | None = None
+        self._fused: Callable[[Any], tuple[Any, Any]] | None = None
+        self._fused_ran = False
+        if jac and backend.is_compiled(fun) and all(backend.is_leaf(a) for a in args):
+            self._own = derivatives(
+                backend,
+                spec,
+                fun,
+                args,
+                self.dtype,
+                functools.partial(_flat_own_gradient, backend, spec, args, self.dtype),
+            )
         if not jac and backend.has_autodiff:
             self._derivatives = derivatives(
                 backend,
@@ -126,22 +141,7 @@ class Objective:
 
     def tree_to_flat(self, tree: Any, what: str) -> Any:
         """Validate a dict shaped like x0 (gradient, Hessian product) and ravel it on device."""
-        backend, spec = self.backend, self.spec
-        is_leaf, leaf_meta = backend.is_leaf, backend.leaf_meta  # bound once: every evaluation
-        values = spec.match(tree, what, is_leaf=is_leaf)
-        for leaf, value in zip(spec.leaves, values):
-            if not is_leaf(value):
-                raise ObjectiveError(
-                    f"{format_path(leaf.path, what)} is a {type(value).__name__}; it must be a "
-                    f"{backend.name} tensor of shape {leaf.shape}"
-                )
-            shape = leaf_meta(value)[0]
-            if tuple(shape) != leaf.shape:
-                raise ObjectiveError(
-                    f"{format_path(leaf.path, what)} has shape {tuple(shape)} but "
-                    f"{format_path(leaf.path)} has shape {leaf.shape}"
-                )
-        return backend.ravel(values, spec, self.dtype)
+        return tree_to_flat(self.backend, self.spec, self.dtype, tree, what)
 
     # -- the loss ---------------------------------------------------------------------------
     def _check_scalar(self, value: Any) -> Any:
@@ -179,6 +179,8 @@ class Objective:
 
     def _first_check(self, value: float, grad: np.ndarray | None) -> None:
         self._checked = True
+        if self._own is not None:
+            self._fused = self._own.get("own_value_and_grad")
         if self._host_leaves is not None and self.jac and self._bound is not None:
             self._fast = (self._host_leaves, self._bound)  # see _fast_value_and_grad
         self.worst_fun = value  # later values update it only when they are not a new best
@@ -271,6 +273,26 @@ class Objective:
                     return value, grad
         return self._checked_value_and_grad(x, *self._convert(point, out, True))
 
+    def _fused_value_and_grad(
+        self, x: np.ndarray, fused: Callable[[Any], tuple[Any, Any]]
+    ) -> tuple[float, np.ndarray] | None:
+        """:meth:`value_and_grad` through the fused program; None (and never again) when
+        its first call fails: the objective could not be compiled that way (a static
+        argument, Python side effects under a trace), and the usual path takes over (raising
+        there whatever error is the objective's own)."""
+        flat = self.backend.compiled_input(x, self.device, self.dtype)
+        if flat is x and not self.x_is_fresh:  # recorded as the best point: must not change
+            flat = x.copy()
+        try:
+            value, grad = self._host(*fused(flat))
+        except Exception:
+            if self._fused_ran:
+                raise
+            self._fused = None
+            return None
+        self._fused_ran = True
+        return self._checked_value_and_grad(x, flat, value, grad)
+
     def _host(self, value: Any, grad_flat: Any) -> tuple[float, np.ndarray | None]:
         """Bring value (and gradient) to the host in a single transfer."""
         backend = self.backend
@@ -300,6 +322,10 @@ class Objective:
         """Loss and gradient at ``x``, in float64."""
         self.nfev += 1
         self.njev += 1
+        if self._fused is not None:
+            out = self._fused_value_and_grad(x, self._fused)
+            if out is not None:
+                return out
         fast = self._fast
         if fast is not None:
             return self._fast_value_and_grad(x, *fast)
@@ -415,6 +441,47 @@ def _flat_loss(
         return value
 
     return flat_loss
+
+
+def tree_to_flat(backend: Backend[Any], spec: TreeSpec, dtype: Any, tree: Any, what: str) -> Any:
+    """Validate a dict shaped like x0 (gradient, Hessian product) and ravel it on device."""
+    is_leaf, leaf_meta = backend.is_leaf, backend.leaf_meta  # bound once: every evaluation
+    values = spec.match(tree, what, is_leaf=is_leaf)
+    for leaf, value in zip(spec.leaves, values):
+        if not is_leaf(value):
+            raise ObjectiveError(
+                f"{format_path(leaf.path, what)} is a {type(value).__name__}; it must be a "
+                f"{backend.name} tensor of shape {leaf.shape}"
+            )
+        shape = leaf_meta(value)[0]
+        if tuple(shape) != leaf.shape:
+            raise ObjectiveError(
+                f"{format_path(leaf.path, what)} has shape {tuple(shape)} but "
+                f"{format_path(leaf.path)} has shape {leaf.shape}"
+            )
+    return backend.ravel(values, spec, dtype)
+
+
+def _flat_own_gradient(
+    backend: Backend[Any],
+    spec: TreeSpec,
+    args: tuple[Any, ...],
+    dtype: Any,
+    get_fun: Callable[[], Any],
+) -> Callable[[Any], tuple[Any, Any]]:
+    """A jac=True objective as ``flat -> (loss, flat gradient)``, to be compiled whole (see
+    :meth:`Backend.is_compiled`); like :func:`_flat_loss` it reaches the objective through
+    ``get_fun`` only."""
+
+    def flat_own_gradient(flat: Any) -> tuple[Any, Any]:
+        params = spec.unflatten(backend.unravel(flat, spec))
+        out = get_fun()(params, *args)
+        if not (isinstance(out, Sequence) and not isinstance(out, str) and len(out) == 2):
+            raise ObjectiveError("with jac=True the objective must return (loss, grad_dict)")
+        loss = check_scalar(backend, out[0], jac=True)
+        return loss, tree_to_flat(backend, spec, dtype, out[1], "gradient")
+
+    return flat_own_gradient
 
 
 def _all_finite(v: np.ndarray) -> bool:

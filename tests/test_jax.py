@@ -126,6 +126,84 @@ def test_user_jitted_value_and_grad() -> None:
     np.testing.assert_allclose(np.asarray(res.x["w"]), TARGET, atol=1e-5)
 
 
+def _own_gradient(params: Any, target: Any) -> Any:
+    """A jac=True objective with a barrier at b = 1.2, beyond which it is NaN."""
+    d = params["w"] - target
+    b = params["b"]
+    value = jnp.sum(d**2 + 0.25 * d**4) + (b - 1.0) ** 2 * jnp.cosh(b) - jnp.log(1.2 - b)
+    grad_b = 2 * (b - 1.0) * jnp.cosh(b) + (b - 1.0) ** 2 * jnp.sinh(b) + 1 / (1.2 - b)
+    return value, {"w": 2 * d + d**3, "b": grad_b}
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "CG", "TNC"])
+def test_jitted_objective_compiled_whole_takes_the_same_steps(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jax.jit objective is compiled together with the unflattening of the point and the
+    flattening of its gradient (one program per evaluation after the first): the same
+    iterates, evaluations and result as the same objective called plainly, and a later
+    call with the same function and layout reuses the program. From b = -2, CG's and TNC's
+    trial steps reach b > 1.2 where the loss is NaN: rejected the same way."""
+    import dict_minimize._objective as objective
+
+    fused_calls: list[int] = []
+    original = objective.Objective._fused_value_and_grad
+
+    def counting(self: Any, x: Any, fused: Any) -> Any:
+        fused_calls.append(1)
+        return original(self, x, fused)
+
+    monkeypatch.setattr(objective.Objective, "_fused_value_and_grad", counting)
+    target = jnp.asarray(TARGET)
+    start = {"w": jnp.zeros(3), "b": jnp.asarray(-2.0)}
+    finite: list[bool] = []
+
+    def plain_fun(params: Any, target: Any) -> Any:
+        out = _own_gradient(params, target)
+        finite.append(bool(np.isfinite(float(out[0]))))
+        return out
+
+    plain = minimize(plain_fun, start, args=(target,), method=method, full_output=True)
+    assert not fused_calls
+    assert all(finite) != (method in ("CG", "TNC"))  # trial points beyond the barrier
+    jitted = jax.jit(_own_gradient)
+    res = minimize(jitted, start, args=(target,), method=method, full_output=True)
+    assert len(fused_calls) == res.nfev - 1  # the first evaluation validates, uncompiled
+    assert (res.nit, res.nfev, res.status) == (plain.nit, plain.nfev, plain.status)
+    for key in ("w", "b"):
+        # XLA fuses the compiled objective's arithmetic: rounding differs in the last bits.
+        np.testing.assert_allclose(np.asarray(res.x[key]), np.asarray(plain.x[key]), rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(res.jac[key]), np.asarray(plain.jac[key]), atol=1e-9)
+    assert res.success and float(res.x["b"]) < 1.2
+    assert np.abs(np.asarray(res.jac["b"])) < 1e-4
+    assert np.asarray(start["b"]) == -2.0  # x0 untouched
+    traces = jitted._cache_size()
+    again = minimize(jitted, start, args=(target,), method=method, full_output=True)
+    assert jitted._cache_size() == traces and again.nfev == res.nfev
+
+
+def test_jitted_objective_falls_back_when_it_cannot_be_compiled_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the whole program fails on its first call (an objective that cannot be traced
+    inside another jit), the run goes on the usual way, with the same result."""
+    import dict_minimize._objective as objective
+
+    def fails(*_: Any, **__: Any) -> Any:
+        def program(flat: Any) -> Any:
+            raise TypeError("cannot be traced here")
+
+        return program
+
+    target = jnp.asarray(TARGET)
+    start = {"w": jnp.zeros(3), "b": jnp.asarray(0.5)}
+    reference = minimize(_own_gradient, start, args=(target,), full_output=True)
+    monkeypatch.setattr(objective, "_flat_own_gradient", fails)
+    res = minimize(jax.jit(_own_gradient), start, args=(target,), full_output=True)
+    assert (res.nit, res.nfev) == (reference.nit, reference.nfev)
+    np.testing.assert_allclose(np.asarray(res.x["w"]), np.asarray(reference.x["w"]), rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_float32_and_float64(dtype: str) -> None:
     """Each keeps its dtype; float64 reaches float64 accuracy (x64 is on in this session)."""

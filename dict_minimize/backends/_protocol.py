@@ -183,6 +183,18 @@ class Backend(ABC, Generic[T]):
         """
         return None
 
+    def is_compiled(self, fun: Callable[..., Any]) -> bool:
+        """Whether ``fun`` is a compiled function of the framework that can be called inside
+        another compiled program with the same result (``jax.jit``'s wrappers). ``minimize``
+        then compiles a ``jac=True`` objective together with the unflattening of the point
+        and the flattening of its gradient: one program per evaluation."""
+        return False
+
+    def compiled_input(self, x: np.ndarray, device: Any, dtype: Any) -> Any:
+        """The flat host point ``x`` as the argument of a compiled program on ``device``: a
+        device copy (:meth:`from_numpy`) unless the program takes host arrays itself."""
+        return self.from_numpy(x, device, dtype)
+
     # -- autodiff builders (called once per run) -------------------------------------------
     def value_fn(self, f: FlatFn) -> FlatFn:
         """``flat -> f(flat)``, compiled where the framework compiles."""
