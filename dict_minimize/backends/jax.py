@@ -149,7 +149,7 @@ class JaxBackend(Backend[jax.Array]):
     def compiled_input(self, x: np.ndarray, device: Any, dtype: Any) -> Any:
         # A jitted program takes a NumPy array itself, transferred on jit's C++ path
         # (~5 us; device_put from Python costs ~40 us), to the default device only.
-        if x.dtype == dtype and device == jax.devices()[0]:
+        if x.dtype == dtype and device == _default_device():
             return x
         return self.from_numpy(x, device, dtype)
 
@@ -418,6 +418,12 @@ def _cholesky_solve_impl(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 _cholesky_solve = jax.jit(_cholesky_solve_impl)
+
+
+@functools.cache
+def _default_device() -> Any:
+    """Where jit puts host arguments (looked up on first use: importing starts no backend)."""
+    return jax.devices()[0]
 
 
 class _JaxHostLeaves(HostLeaves):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -328,10 +329,8 @@ class TorchBackend(Backend[torch.Tensor]):
 
         def rows(flat: torch.Tensor, *args: Any) -> tuple[Any, Any]:
             samples = 0 if batched is None else args[batched].shape[axes[batched]]
-            if flat.device.type == "cpu" and samples * flat.numel() >= _OUTER_PRODUCTS_FROM:
-                with _OuterProducts():
-                    j, r = jac(flat.detach(), *args)
-            else:
+            big = flat.device.type == "cpu" and samples * flat.numel() >= _OUTER_PRODUCTS_FROM
+            with _OuterProducts() if big else contextlib.nullcontext():
                 j, r = jac(flat.detach(), *args)
             r = r.reshape(-1)
             return r, j.reshape(r.numel(), -1).to(r.dtype)

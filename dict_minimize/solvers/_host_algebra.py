@@ -27,12 +27,20 @@ from typing import Any
 import numpy as np
 
 from dict_minimize.backends._protocol import Backend
-from dict_minimize.solvers._problem import Linearization, ResidualProblem
+from dict_minimize.solvers._problem import Linearization, ResidualProblem, jacobian_products
 from dict_minimize.solvers.losses import Loss
 
 #: Above this many parameters the O(n³) solve dominates an iteration and the framework's own
 #: linear algebra (the same LAPACK on the CPU) is as fast: the loop stays in the framework.
 HOST_ALGEBRA_MAX_N = 1024
+
+
+def _counter(name: str) -> Any:
+    """A counter of the wrapped problem, read and written through."""
+    return property(
+        lambda self: getattr(self.problem, name),
+        lambda self, value: setattr(self.problem, name, value),
+    )
 
 
 class HostAlgebra:
@@ -60,22 +68,9 @@ class HostAlgebra:
         self._to_host: Callable[[Any], np.ndarray] = fw.to_numpy
         self._device, self._dtype = problem.device, problem.dtype
 
-    # The loop reads and (when stepping back or resuming) sets the counters.
-    @property
-    def nfev(self) -> int:
-        return self.problem.nfev
-
-    @nfev.setter
-    def nfev(self, value: int) -> None:
-        self.problem.nfev = value
-
-    @property
-    def njev(self) -> int:
-        return self.problem.njev
-
-    @njev.setter
-    def njev(self, value: int) -> None:
-        self.problem.njev = value
+    # The loop reads and (when stepping back or resuming) sets the problem's counters.
+    nfev = _counter("nfev")
+    njev = _counter("njev")
 
     @property
     def m(self) -> int:
@@ -106,11 +101,9 @@ class HostAlgebra:
     def products(self, flat: np.ndarray, lin: Linearization) -> tuple[Any, Any]:
         """``(v -> J v, u -> Jᵀ u)`` on the host: from J where the model holds it, else the
         framework's products at the model's point, each crossing once per call."""
-        b = self.backend
         if lin.jvp is None or lin.vjp is None:
             if lin.jac is not None:
-                jac = lin.jac
-                lin.jvp, lin.vjp = (lambda v: b.matmul(jac, v)), (lambda u: b.gram(jac, u))
+                lin.jvp, lin.vjp = jacobian_products(self.backend, lin.jac)
             else:
                 if lin.source is None:
                     raise ValueError("a host linearization without its framework model")

@@ -514,8 +514,7 @@ class ResidualProblem:
         b = self.backend
         if lin.jvp is None or lin.vjp is None:
             if lin.jac is not None:
-                jac = lin.jac
-                lin.jvp, lin.vjp = (lambda v: b.matmul(jac, v)), (lambda u: b.gram(jac, u))
+                lin.jvp, lin.vjp = jacobian_products(b, lin.jac)
             elif not b.has_autodiff:
                 raise InvalidOptionError(
                     f"this option needs Jacobian-vector products, which {b.name} (no "
@@ -602,6 +601,11 @@ class ResidualProblem:
         lin.matvec = matvec
         lin.jvp, lin.vjp = (lambda v: jvp(flat, v, *tensors)), vjp
         return lin
+
+
+def jacobian_products(b: Backend[Any], jac: Any) -> tuple[Any, Any]:
+    """``(v -> J v, u -> Jᵀ u)`` from a held Jacobian."""
+    return (lambda v: b.matmul(jac, v)), (lambda u: b.gram(jac, u))
 
 
 @functools.lru_cache(maxsize=64)
