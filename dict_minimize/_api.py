@@ -197,9 +197,11 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
             number or a dict like x0 of characteristic scales (``1.0`` is Levenberg's
             ``D = I``, as MATLAB trainlm).
         ``damping``
-            ``"nielsen"`` (default; ``mu`` = 1e-3 is relative to max diag(JᵀJ/D),
-            ``accept_ratio`` = 1e-4) or ``"marquardt"`` (trainlm: ``mu`` = 1e-3 absolute,
-            ``mu_dec`` = 0.1, ``mu_inc`` = 10, ``mu_max`` = 1e10).
+            ``"nielsen"`` (default; ``mu`` = 1e-3 is relative to max diag(JᵀJ/D), raised
+            at the start while the first step could leave scipy trf's initial trust radius,
+            until a step with gain ratio above 0.75; ``accept_ratio`` = 1e-4) or
+            ``"marquardt"`` (trainlm: ``mu`` = 1e-3 absolute, ``mu_dec`` = 0.1,
+            ``mu_inc`` = 10, ``mu_max`` = 1e10).
         ``max_retries`` (20), ``eigh_after`` (2)
             Rejected trials allowed per Jacobian; after ``eigh_after`` of them the scaled
             ``JᵀJ`` is decomposed once so that further trials cost no factorization

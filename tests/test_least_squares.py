@@ -149,6 +149,64 @@ def test_variants_reach_the_same_optimum(case: Case, options: dict[str, Any]) ->
     _close(_flat(case, res.x), _scipy(method="lm"))
 
 
+def _peaks(xp: Any, p: Any, t: Any) -> Any:
+    """Two exponentials and two Gaussians: badly conditioned, a nonzero residual."""
+    out = p["amp"][0] * xp.exp(-p["rate"][0] * t) + p["amp"][1] * xp.exp(-p["rate"][1] * t)
+    for k in range(2):
+        out = out + p["gauss"][k] * xp.exp(-0.5 * ((t - p["center"][k]) / p["width"][k]) ** 2)
+    return out
+
+
+def test_nielsen_start_floor_is_lifted_by_a_good_step(case: Case) -> None:
+    """μ starts above Nielsen's ``τ·max diag`` (= τ with Marquardt scaling) where the first
+    step must stay within scipy trf's initial radius; the first well-predicted step brings it
+    back to that scale, so the fit needs no more Jacobians than MINPACK's iterations."""
+    true = {"amp": [1.0, 0.6], "rate": [1.5, 0.2], "gauss": [0.8, 0.5]}
+    true |= {"center": [3.0, 7.0], "width": [0.5, 1.0]}
+    start = {"amp": [1.2, 0.8], "rate": [0.8, 1.25], "gauss": [0.8, 1.25]}
+    start |= {"center": [1.1, 0.95], "width": [1.25, 0.8]}
+    t = np.linspace(0.0, 10.0, 500)
+    host = {k: np.array(v) for k, v in true.items()}
+    y = _peaks(np, host, t) + 0.02 * np.random.default_rng(7).standard_normal(t.size)
+    x0 = {k: case.tensor(np.array(true[k]) * start[k]) for k in true}
+
+    def residual_fn(p: Any, t: Any, y: Any) -> Any:
+        return _peaks(case.xp, p, t) - y
+
+    res = case.api.least_squares(residual_fn, x0, args=(case.tensor(t), case.tensor(y)))
+    keys = list(true)
+
+    def flat_residual(x: np.ndarray) -> np.ndarray:
+        return np.asarray(_peaks(np, {k: x[2 * i : 2 * i + 2] for i, k in enumerate(keys)}, t) - y)
+
+    ref = so.least_squares(flat_residual, np.concatenate([case.numpy(x0[k]) for k in keys]))
+    damping = res.history["damping"]
+    assert damping[0] > 10 * 1e-3 >= damping[1], damping  # the floor, then τ or below
+    assert res.njev <= ref.nfev, (res.njev, ref.nfev)
+    assert math.isclose(res.cost, ref.cost, rel_tol=1e-9)
+
+
+def test_nielsen_state_round_trip() -> None:
+    """The checkpointed state carries the pending scale; a state without it (an older
+    checkpoint) resumes with the floor lifted."""
+    from dict_minimize.solvers.damping import Nielsen
+
+    rule = Nielsen(mu=1e-3)
+    rule.start(diag_max=2.0, step_floor=0.5)
+    assert rule.mu == 0.5
+    rule.on_accept(0.5)  # a mediocre step keeps the floor's trajectory
+    assert rule.mu > 2e-3
+    copy = Nielsen()
+    copy.load_state(rule.state())
+    assert copy.state() == rule.state()
+    copy.on_accept(0.9)
+    assert copy.mu <= 2e-3 and copy.state()["relative"] == math.inf
+    old = Nielsen()
+    old.load_state({"mu": 0.4, "nu": 4.0})
+    old.on_accept(0.9)
+    assert math.isclose(old.mu, 0.4 * max(1 / 3, 1 - 0.8**3))
+
+
 def test_float32_and_nested_params(case: Case) -> None:
     x0 = {"a": case.tensor(1.0, "float32"), "inner": {"kc": case.tensor([1.0, 0.0], "float32")}}
 
