@@ -203,6 +203,53 @@ def test_torch_general_jacobian_without_double_backward() -> None:
     _close([float(res.x["a"].detach()), float(res.x["b"].detach())], [0.8, 0.2], 1e-8)
 
 
+def test_torch_general_jacobian_in_blocks_of_tangents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch, CPU: the reverse-over-reverse Jacobian runs its batched second pass in blocks
+    of unit vectors sized to the cache; blocks of 2, 2 and 1 columns give the same J as one
+    block of all 5, and a backward that is not twice differentiable still falls back."""
+    torch = pytest.importorskip("torch")
+    import dict_minimize.backends.torch as torch_backend
+
+    t = torch.linspace(0.0, 3.0, 50, dtype=torch.float64)
+
+    def f(z: Any, t: Any) -> Any:
+        return z[0] * torch.exp(-z[1] * t) + z[2] * torch.sin(z[3] * t + z[4]) * t
+
+    flat = torch.tensor([1.2, 0.7, 0.3, 1.9, 0.1], dtype=torch.float64)
+    value, whole = torch_backend._reverse_over_reverse(f, flat.clone(), (t,), check=True)
+    monkeypatch.setattr(torch_backend, "_TANGENT_ELEMENTS", 2 * t.numel() + 1)
+    blocks = []
+    original_grad = torch.autograd.grad
+
+    def counting_grad(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("is_grads_batched"):
+            blocks.append(args[2].shape[0])
+        return original_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    out = torch_backend._reverse_over_reverse(f, flat.clone(), (t,), check=True)
+    assert out is not None and blocks == [2, 2, 1]
+    torch.testing.assert_close(out[1], whole, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(out[0], value, rtol=0, atol=0)
+
+    class Detached(torch.autograd.Function):  # backward not differentiable: silently wrong
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx: Any, grad: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            return 3 * x**2 * grad
+
+    def g(z: Any, t: Any) -> Any:
+        return z[0] * Detached.apply(t + z[1]) + z[2] * t + z[3] + z[4] * t**2
+
+    assert torch_backend._reverse_over_reverse(g, flat.clone(), (t,), check=True) is None
+
+
 def test_torch_per_sample_rows_take_outer_products_as_broadcast_products(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

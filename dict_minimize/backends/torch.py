@@ -351,6 +351,10 @@ class TorchBackend(Backend[torch.Tensor]):
         return linearize
 
 
+#: Elements of one batch of tangents in the CPU's reverse-over-reverse Jacobian (512 KiB of
+#: float64 per intermediate: within a core's L2 cache on current CPUs).
+_TANGENT_ELEMENTS = 1 << 16
+
 #: Jacobian elements from which :class:`_OuterProducts` pays for its Python dispatch
 #: (~0.4 ms per call for a 4-layer MLP; even at 1,000 samples × 311 weights, 0.7x the time
 #: at 10,000).
@@ -403,14 +407,29 @@ def _reverse_over_reverse(
             return None
         if g is None or not g.requires_grad:  # some residuals do not reach x
             return None
-        eye = torch.eye(x.numel(), dtype=g.dtype, device=g.device)
+        n = x.numel()
+        eye = torch.eye(n, dtype=g.dtype, device=g.device)
+        # On the CPU the batched pass is memory-bound: a batch of unit vectors whose
+        # intermediates stay in cache is faster than one batch of all n (case C, 10 × 10,000:
+        # 0.6-0.8x the time; 100 × 10,000 through a 50 × 10,000 intermediate: 0.3x).
+        step = n if x.device.type != "cpu" else max(1, _TANGENT_ELEMENTS // max(u.numel(), 1))
+        blocks = []
         try:
-            (jac_t,) = torch.autograd.grad(g, u, eye, is_grads_batched=True, allow_unused=True)
+            for start in range(0, n, step):
+                (block,) = torch.autograd.grad(
+                    g,
+                    u,
+                    eye[start : start + step],
+                    is_grads_batched=True,
+                    allow_unused=True,
+                    retain_graph=start + step < n,
+                )
+                if block is None:
+                    return None
+                blocks.append(block)
         except (RuntimeError, NotImplementedError):  # no double backward (or batching) rule
             return None
-    if jac_t is None:
-        return None
-    jac_t = jac_t.reshape(x.numel(), -1)
+    jac_t = torch.cat(blocks).reshape(n, -1) if len(blocks) > 1 else blocks[0].reshape(n, -1)
     if check:  # Jᵀr two ways: equal up to rounding, or terms went missing in the second pass
         r = u.detach()
         scale = jac_t.abs() @ r.abs()
