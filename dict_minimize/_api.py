@@ -188,8 +188,8 @@ _LEAST_SQUARES_DOC = """Solve a nonlinear least-squares problem on a dict of {fr
             sample by vectorized reverse mode, calling residual_fn on batches of one sample
             (so it must be vmap-compatible); ``JᵀJ`` is accumulated over row chunks and the
             whole J never exists. Without it, J comes from forward mode when residuals
-            outnumber parameters (PyTorch: reverse-over-reverse, one batched backward pass
-            per call), else reverse mode.
+            outnumber parameters (PyTorch: reverse-over-reverse, batched backward passes in
+            cache-sized blocks on the CPU), else reverse mode.
         ``chunk_size``
             Samples per Jacobian chunk (default: at most 2**25 Jacobian elements at a time).
         ``x_scale``

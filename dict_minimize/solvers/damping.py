@@ -37,10 +37,14 @@ class DampingRule(ABC):
         """Set the initial μ; ``diag_max`` is the largest diagonal of the scaled JᵀJ and
         ``step_floor`` the μ below which the first step could exceed the initial radius."""
 
+    #: The attributes on the scale of ``μ``, which :meth:`rescale` scales together.
+    _SCALED: tuple[str, ...] = ("mu",)
+
     def rescale(self, factor: float) -> None:
         """The scaling D grew: keep the damping ``μ·D`` of the original variables as it was."""
         if math.isfinite(factor) and 0 < factor < 1:
-            self.mu = max(self.mu * factor, 1e-300)
+            for name in self._SCALED:
+                setattr(self, name, max(getattr(self, name) * factor, 1e-300))
 
     @abstractmethod
     def accepts(self, actual: float, ratio: float) -> bool:
@@ -85,6 +89,8 @@ class Nielsen(DampingRule):
     ``τ · max diag``.
     """
 
+    _SCALED = ("mu", "relative")
+
     def __init__(self, mu: float = 1e-3, accept_ratio: float = 1e-4) -> None:
         self.tau = _positive("mu", mu)
         if not (isinstance(accept_ratio, int | float) and 0 <= accept_ratio < 0.25):
@@ -114,11 +120,6 @@ class Nielsen(DampingRule):
             self.mu, self.relative = min(self.mu, self.relative), math.inf
         self.mu = max(self.mu, 1e-300)
         self.nu = 2.0
-
-    def rescale(self, factor: float) -> None:
-        super().rescale(factor)
-        if math.isfinite(factor) and 0 < factor < 1:
-            self.relative = max(self.relative * factor, 1e-300)
 
     def on_reject(self) -> bool:
         self.mu *= self.nu
